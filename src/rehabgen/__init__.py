@@ -1,0 +1,2 @@
+"""rehabgen: generative models of rehabilitation motion."""
+__version__ = "0.1.0"
