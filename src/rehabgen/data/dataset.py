@@ -34,6 +34,7 @@ class Sequence:
     timestamps: np.ndarray | None = None  # (T,) seconds from start, if known
     source: str = ""
     filled: np.ndarray | None = None  # (T, J) bool, True where preprocessing filled a gap
+    state: np.ndarray | None = None  # (T, J) int8 Kinect tracking state (0 not tracked, 1 inferred, 2 tracked)
 
     def __post_init__(self) -> None:
         if self.positions.ndim != 3 or self.positions.shape[2] != 3:

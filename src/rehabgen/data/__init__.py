@@ -1,0 +1,21 @@
+"""Data layer: records, KIMORE reader/writer, generic import, built-in generator, splits."""
+
+from rehabgen.data.dataset import SCORE_NAMES, SCORE_RANGES, DataError, Dataset, Quarantined, Sequence
+
+__all__ = ["SCORE_NAMES", "SCORE_RANGES", "DataError", "Dataset", "Quarantined", "Sequence", "load_dataset"]
+
+
+def load_dataset(path, **kwargs) -> Dataset:
+    """Open a KIMORE-layout folder or a generic-import folder (one with labels.csv)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or directory")
+    if (p / "labels.csv").is_file():
+        from rehabgen.data.generic import load_generic
+
+        return load_generic(p, **kwargs)
+    from rehabgen.data.kimore import load_kimore
+
+    return load_kimore(p, **kwargs)
