@@ -1,0 +1,361 @@
+"""The contract every generative model family shares (fit / sample / save / load).
+
+A family is one file: a subclass of `GenerativeModel` that builds its networks, says how one
+training step goes and how to generate in normalised space. Everything about data (cleaning,
+normalisation and its inverse, conditions) lives here so that all families see the same data
+and return the same thing: positions (n, T, J, 3) in metres in the dataset's skeleton.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from rehabgen.data.dataset import SCORE_RANGES, DataError, Dataset
+from rehabgen.preprocess import PreprocessConfig, preprocess_dataset, to_arrays
+from rehabgen.skeleton import Skeleton
+
+FORMAT_VERSION = 1
+
+
+class ModelError(ValueError):
+    """A model or checkpoint can't be used as asked (unknown exercise, corrupt checkpoint...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# data normalisation shared by all families
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Normalizer:
+    """Standardised features <-> metres.
+
+    After preprocessing a sequence is root-centred, facing the camera and of unit body size.
+    Models see z = (x - mean) / std per coordinate (statistics over observed values only, so
+    dropouts don't bias them). Decoding puts a typical body back at a typical place.
+    """
+
+    mean: np.ndarray  # (J*3,)
+    std: np.ndarray  # (J*3,)
+    ref_scale: float  # median body size (metres, sum of bone lengths)
+    ref_offset: np.ndarray  # (3,) median first-frame root position, camera coordinates
+    score_lo: float
+    score_hi: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray, mask: np.ndarray, ref_scale: float, ref_offset: np.ndarray,
+            score: np.ndarray, score_name: str) -> "Normalizer":
+        N, T, J, _ = x.shape
+        m = np.repeat(mask[..., None], 3, axis=-1).reshape(N * T, J * 3)
+        v = x.reshape(N * T, J * 3).astype(np.float64)
+        cnt = np.maximum(m.sum(0), 1)
+        mean = (v * m).sum(0) / cnt
+        var = (((v - mean) ** 2) * m).sum(0) / cnt
+        std = np.sqrt(var)
+        std = np.maximum(std, max(1e-3, float(np.median(std)) * 0.05))  # a still joint must not blow up
+        if score_name in SCORE_RANGES:
+            lo, hi = SCORE_RANGES[score_name]
+        else:
+            ok = score[np.isfinite(score)]
+            lo, hi = (float(ok.min()), float(ok.max())) if ok.size else (0.0, 1.0)
+            if hi <= lo:
+                hi = lo + 1.0
+        return cls(mean.astype(np.float32), std.astype(np.float32), float(ref_scale),
+                   np.asarray(ref_offset, np.float32), float(lo), float(hi))
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """(..., J, 3) normalised body -> (..., J*3) standardised."""
+        flat = x.reshape(*x.shape[:-2], -1)
+        return ((flat - self.mean) / self.std).astype(np.float32)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """(..., J*3) standardised -> (..., J, 3) metres in camera coordinates."""
+        flat = np.asarray(z, np.float64) * self.std + self.mean
+        x = flat.reshape(*flat.shape[:-1], -1, 3)
+        return (x * self.ref_scale + self.ref_offset).astype(np.float32)
+
+    def decode_body(self, z: np.ndarray) -> np.ndarray:
+        """(..., J*3) standardised -> (..., J, 3) normalised body (centred, unit size)."""
+        flat = np.asarray(z, np.float64) * self.std + self.mean
+        return flat.reshape(*flat.shape[:-1], -1, 3).astype(np.float32)
+
+    def score_to_unit(self, s):
+        return (np.asarray(s, np.float32) - self.score_lo) / (self.score_hi - self.score_lo)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "ref_scale": self.ref_scale,
+                "ref_offset": self.ref_offset.tolist(), "score_lo": self.score_lo, "score_hi": self.score_hi}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalizer":
+        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32), float(d["ref_scale"]),
+                   np.asarray(d["ref_offset"], np.float32), float(d["score_lo"]), float(d["score_hi"]))
+
+
+@dataclass
+class DataSpec:
+    """What a trained model knows about its data: enough to sample without the data."""
+
+    skeleton: Skeleton
+    exercises: tuple[str, ...]
+    fps: float
+    max_len: int
+    default_length: dict[str, int]  # median length per exercise (frames at `fps`)
+    score_name: str
+    normalizer: Normalizer
+    preprocess: dict
+    bone_pairs: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def dim(self) -> int:
+        return self.skeleton.n_joints * 3
+
+    def to_dict(self) -> dict:
+        return {"skeleton": self.skeleton.to_dict(), "exercises": list(self.exercises), "fps": self.fps,
+                "max_len": self.max_len, "default_length": self.default_length, "score_name": self.score_name,
+                "normalizer": self.normalizer.to_dict(), "preprocess": self.preprocess}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataSpec":
+        sk = Skeleton.from_dict(d["skeleton"])
+        return cls(sk, tuple(d["exercises"]), float(d["fps"]), int(d["max_len"]),
+                   {k: int(v) for k, v in d["default_length"].items()}, d["score_name"],
+                   Normalizer.from_dict(d["normalizer"]), d["preprocess"], sk.bones)
+
+
+@dataclass
+class TrainArrays:
+    """Training tensors in the model's space. z: (N, T, J*3); mask/observed: (N, T, J)."""
+
+    z: np.ndarray
+    mask: np.ndarray  # known (observed or gap-filled) and inside the sequence
+    observed: np.ndarray  # really observed
+    lengths: np.ndarray
+    exercise: np.ndarray
+    score: np.ndarray  # in [0, 1], NaN where absent
+    subject: np.ndarray
+
+
+def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: str = "TS",
+                 normalizer: Normalizer | None = None) -> tuple[DataSpec, TrainArrays]:
+    """Preprocess a dataset and turn it into standardised, padded arrays plus its DataSpec."""
+    if len(ds) == 0:
+        raise DataError("no sequences to train on")
+    pre, tfs = preprocess_dataset(ds, pcfg)
+    arr = to_arrays(pre, length=max_len, score=score_name)
+    if normalizer is None:
+        ref_scale = float(np.median([t.scale for t in tfs]))
+        ref_offset = np.median(np.array([t.offset for t in tfs]), axis=0)
+        normalizer = Normalizer.fit(arr["x"], arr["mask"], ref_scale, ref_offset, arr["score"], score_name)
+    z = normalizer.encode(arr["x"])
+    z = z * np.repeat(arr["mask"], 3, axis=-1)  # unknown values are exactly 0 (the data mean)
+    default_length = {}
+    for e, name in enumerate(pre.exercises):
+        ls = arr["lengths"][arr["exercise"] == e]
+        default_length[name] = int(np.median(ls)) if ls.size else int(np.median(arr["lengths"]))
+    spec = DataSpec(ds.skeleton, pre.exercises, pre.fps, max_len, default_length, score_name, normalizer,
+                    pcfg.to_dict(), ds.skeleton.bones)
+    score = normalizer.score_to_unit(arr["score"])
+    return spec, TrainArrays(z, arr["mask"], arr["observed"], arr["lengths"], arr["exercise"], score, arr["subject"])
+
+
+# --------------------------------------------------------------------------------------------
+# the contract
+# --------------------------------------------------------------------------------------------
+class GenerativeModel:
+    """Base of every family. Subclasses set `family`, `defaults` and implement
+    `build`, `generate` (and `train_step` when one loss and one optimizer don't fit)."""
+
+    family: ClassVar[str] = "base"
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, spec: DataSpec, **hparams):
+        unknown = set(hparams) - set(self.defaults) - {"lr", "batch_size", "weight_decay", "grad_clip"}
+        if unknown:
+            raise ModelError(f"{self.family}: unknown hyper-parameter(s) {sorted(unknown)}; known: {sorted(self.defaults)}")
+        self.spec = spec
+        self.hparams = {"lr": 2e-4, "batch_size": 32, "weight_decay": 0.0, "grad_clip": 1.0, **self.defaults, **hparams}
+        self.nets: dict[str, nn.Module] = self.build()
+        self.step = 0
+
+    # ---- to implement ---------------------------------------------------------------------
+    def build(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def loss(self, nets: dict[str, nn.Module], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """Training loss of one batch (single-optimizer families)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, exercise: torch.Tensor, score: torch.Tensor, length: int, generator: torch.Generator,
+                 **kwargs) -> torch.Tensor:
+        """Standardised motion (n, length, J*3) for conditions exercise (n,) long, score (n,) in [0, 1]."""
+        raise NotImplementedError
+
+    # ---- training hooks (defaults: one optimizer over all nets, one loss) ------------------
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        params = [p for net in self.nets.values() for p in net.parameters()]
+        return {"main": torch.optim.AdamW(params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])}
+
+    def train_step(self, nets, optimizers, batch, accelerator) -> dict:
+        opt = optimizers["main"]
+        loss, logs = self.loss(nets, batch)
+        accelerator.backward(loss)
+        if self.hparams["grad_clip"]:
+            accelerator.clip_grad_norm_([p for n in nets.values() for p in n.parameters()], self.hparams["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return {"loss": float(loss.detach()), **logs}
+
+    # ---- public API ---------------------------------------------------------------------------
+    @classmethod
+    def from_dataset(cls, ds: Dataset, preprocess: PreprocessConfig | None = None, max_len: int = 128,
+                     score_name: str = "TS", **hparams) -> tuple["GenerativeModel", TrainArrays]:
+        spec, arrays = prepare_data(ds, preprocess or PreprocessConfig(fps=10.0), max_len, score_name)
+        return cls(spec, **hparams), arrays
+
+    def fit(self, ds: Dataset | TrainArrays, steps: int = 1000, seed: int = 0, out_dir: str | Path | None = None,
+            **train_kwargs) -> "GenerativeModel":
+        from rehabgen.train import train
+
+        arrays = ds if isinstance(ds, TrainArrays) else prepare_data(
+            ds, PreprocessConfig(**self.spec.preprocess) if self.spec.preprocess else PreprocessConfig(),
+            self.spec.max_len, self.spec.score_name, self.spec.normalizer)[1]
+        train(self, arrays, steps=steps, seed=seed, out_dir=out_dir, **train_kwargs)
+        return self
+
+    def conditions(self, exercise, score, n: int) -> tuple[torch.Tensor, torch.Tensor, list[str], np.ndarray]:
+        names = [exercise] * n if isinstance(exercise, str) else list(exercise)
+        if len(names) != n:
+            raise ModelError(f"got {len(names)} exercises for n={n} samples")
+        idx = []
+        for e in names:
+            if e not in self.spec.exercises:
+                raise ModelError(f"unknown exercise {e!r}; this model knows {list(self.spec.exercises)}")
+            idx.append(self.spec.exercises.index(e))
+        sc = np.broadcast_to(np.asarray(np.nan if score is None else score, np.float32), (n,)).copy()
+        lo, hi = self.spec.normalizer.score_lo, self.spec.normalizer.score_hi
+        bad = np.isfinite(sc) & ((sc < lo - 1e-6) | (sc > hi + 1e-6))
+        if bad.any():
+            raise ModelError(f"score {sc[bad][0]:g} outside the {self.spec.score_name} range [{lo:g}, {hi:g}]")
+        unit = torch.from_numpy(self.spec.normalizer.score_to_unit(sc))
+        return torch.tensor(idx, dtype=torch.long), unit, names, sc
+
+    def sample(self, exercise: str | list[str], score: float | np.ndarray | None = None, length: int | None = None,
+               n: int = 1, seed: int = 0, batch_size: int = 64, **kwargs) -> np.ndarray:
+        """Positions (n, T, J, 3) in metres. score None = unconditional on score."""
+        ex, sc, names, _ = self.conditions(exercise, score, n)
+        if length is None:
+            length = self.spec.default_length[names[0]]
+        if not 2 <= length <= self.spec.max_len:
+            raise ModelError(f"length {length} outside [2, {self.spec.max_len}] frames (at {self.spec.fps:g} fps)")
+        for net in self.nets.values():
+            net.eval()
+        gen = torch.Generator().manual_seed(int(seed))
+        out = []
+        for i in range(0, n, batch_size):
+            z = self.generate(ex[i:i + batch_size], sc[i:i + batch_size], int(length), gen, **kwargs)
+            out.append(z.float().cpu().numpy())
+        return self.spec.normalizer.decode(np.concatenate(out))
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for net in self.nets.values() for p in net.parameters())
+
+    # ---- persistence: safetensors weights + JSON metadata --------------------------------------
+    def metadata(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "family": self.family, "hparams": self.hparams,
+                "step": self.step, "spec": self.spec.to_dict()}
+
+    def save(self, path: str | Path) -> Path:
+        """Write `model.safetensors` + `model.json` into the folder `path`, atomically."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        try:
+            tensors = {f"{k}.{n}": t.detach().cpu().contiguous() for k, net in self.nets.items()
+                       for n, t in net.state_dict().items()}
+            save_file(tensors, tmp / "model.safetensors")
+            (tmp / "model.json").write_text(json.dumps(self.metadata(), indent=1))
+            replace_dir(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GenerativeModel":
+        from rehabgen.models import get_family
+
+        meta, tensors = read_checkpoint(path)
+        family = get_family(meta["family"]) if cls is GenerativeModel else cls
+        if family.family != meta["family"]:
+            raise ModelError(f"{path}: holds a {meta['family']!r} model, not {family.family!r}")
+        hp = {k: v for k, v in meta["hparams"].items()}
+        model = family(DataSpec.from_dict(meta["spec"]), **hp)
+        model.load_tensors(tensors, source=str(path))
+        model.step = int(meta.get("step", 0))
+        return model
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor], source: str = "") -> None:
+        for k, net in self.nets.items():
+            sd = {n[len(k) + 1:]: t for n, t in tensors.items() if n.startswith(k + ".")}
+            try:
+                net.load_state_dict(sd, strict=True)
+            except RuntimeError as e:
+                raise ModelError(f"{source}: weights don't fit the {self.family} network '{k}' ({str(e)[:200]})") from None
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    mj, mw = path / "model.json", path / "model.safetensors"
+    if not mj.is_file() or not mw.is_file():
+        raise ModelError(f"{path}: not a model folder (needs model.json and model.safetensors)")
+    try:
+        meta = json.loads(mj.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{mj}: not valid JSON ({e.msg})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{mj}: format version {meta.get('format_version')} not supported (expected {FORMAT_VERSION})")
+    try:
+        tensors = load_file(mw)
+    except (SafetensorError, OSError) as e:
+        raise ModelError(f"{mw}: unreadable weights ({e})") from None
+    return meta, tensors
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Swap a fully written folder into place; the old one is removed only after the swap."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def unit_score_nan_to_mask(score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(score with NaN replaced by 0, bool mask of where a score is known)."""
+    known = torch.isfinite(score)
+    return torch.where(known, score, torch.zeros_like(score)), known
+
+
+def cosine_warmup(step: int, total: int, warmup: int = 100) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))

@@ -1,0 +1,135 @@
+"""Conditional motion diffusion (MDM-style): a transformer predicts the clean motion x0.
+
+The noise schedule and the samplers are Hugging Face diffusers schedulers, kept apart from
+the network: training uses DDPM's forward process; sampling can use DDPM, DDIM or
+DPM-Solver++ with any number of steps, with classifier-free guidance on exercise and score.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rehabgen.models.base import GenerativeModel, ModelError
+from rehabgen.models.layers import (
+    ConditionEmbedding, MotionTransformer, TimestepEmbedding, bone_length_loss, masked_mse, padding_mask,
+    velocity_loss,
+)
+
+SAMPLERS = ("dpm", "ddim", "ddpm")
+
+
+class Denoiser(nn.Module):
+    """(x_t (B, T, D), t (B,), conditions) -> predicted x0 (B, T, D)."""
+
+    def __init__(self, dim: int, n_exercises: int, d_model: int, n_layers: int, n_heads: int, ff: int,
+                 dropout: float, max_len: int):
+        super().__init__()
+        self.time = TimestepEmbedding(d_model)
+        self.cond = ConditionEmbedding(n_exercises, d_model)
+        self.net = MotionTransformer(dim, dim, d_model, n_layers, n_heads, ff, dropout, max_len)
+
+    def forward(self, x_t, t, exercise, score, pad=None, drop_exercise=None, drop_score=None):
+        token = self.time(t) + self.cond(exercise, score, drop_exercise, drop_score)  # (B, d)
+        return self.net(x_t, token[:, None], pad)
+
+
+def make_scheduler(kind: str, train_config: dict, steps: int):
+    """A diffusers scheduler of `kind` sharing the training noise schedule, set to `steps`."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+    from diffusers.utils import logging as dlog
+
+    dlog.set_verbosity_error()  # from_config warns about keys the other scheduler class ignores
+    if kind == "ddpm":
+        s = DDPMScheduler.from_config(train_config)
+    elif kind == "ddim":
+        s = DDIMScheduler.from_config(train_config, set_alpha_to_one=True)
+    elif kind == "dpm":
+        s = DPMSolverMultistepScheduler.from_config(train_config, algorithm_type="dpmsolver++", solver_order=2,
+                                                    final_sigmas_type="zero")
+    else:
+        raise ModelError(f"unknown sampler {kind!r}; choose from {SAMPLERS}")
+    n_train = train_config["num_train_timesteps"]
+    if not 1 <= steps <= n_train:
+        raise ModelError(f"--steps must be between 1 and {n_train}, got {steps}")
+    s.set_timesteps(steps)
+    return s
+
+
+class DiffusionModel(GenerativeModel):
+    family = "diffusion"
+    defaults = {
+        "d_model": 128, "n_layers": 4, "n_heads": 4, "ff": 256, "dropout": 0.1,
+        "train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
+        "p_uncond": 0.1,  # drop both conditions: the unconditional branch of guidance
+        "p_drop_score": 0.1,  # drop only the score: label-only generation stays good
+        "w_vel": 1.0, "w_bone": 0.5,
+        "loss_on_filled": False,  # gap-filled values are inputs, never targets, by default
+        "sampler": "dpm", "steps": 20, "guidance": 2.0,
+    }
+
+    def build(self):
+        from diffusers import DDPMScheduler
+
+        h = self.hparams
+        self.train_scheduler = DDPMScheduler(num_train_timesteps=h["train_timesteps"], beta_schedule=h["beta_schedule"],
+                                             prediction_type="sample", clip_sample=False)
+        self._mean = torch.tensor(self.spec.normalizer.mean)
+        self._std = torch.tensor(self.spec.normalizer.std)
+        return {"denoiser": Denoiser(self.spec.dim, len(self.spec.exercises), h["d_model"], h["n_layers"],
+                                     h["n_heads"], h["ff"], h["dropout"], self.spec.max_len)}
+
+    def _body(self, z: torch.Tensor) -> torch.Tensor:
+        """standardised (B, T, J*3) -> normalised body (B, T, J, 3), differentiable."""
+        x = z * self._std.to(z.device) + self._mean.to(z.device)
+        return x.reshape(*z.shape[:-1], -1, 3)
+
+    def loss(self, nets, batch):
+        h = self.hparams
+        x0, lengths = batch["z"], batch["lengths"]
+        target_mask = batch["mask"] if h["loss_on_filled"] else batch["observed"]
+        B, T, _ = x0.shape
+        pad = padding_mask(lengths, T)
+        t = torch.randint(0, h["train_timesteps"], (B,), device=x0.device)
+        noise = torch.randn_like(x0)
+        x_t = self.train_scheduler.add_noise(x0, noise, t)
+        drop_ex = torch.rand(B, device=x0.device) < h["p_uncond"]
+        drop_sc = drop_ex | (torch.rand(B, device=x0.device) < h["p_drop_score"])
+        pred = nets["denoiser"](x_t, t, batch["exercise"], batch["score"], pad, drop_ex, drop_sc)
+        rec = masked_mse(pred, x0, target_mask)
+        vel = velocity_loss(pred, x0, target_mask)
+        bone = bone_length_loss(self._body(pred), self._body(x0), target_mask, self.spec.bone_pairs)
+        loss = rec + h["w_vel"] * vel + h["w_bone"] * bone
+        return loss, {"rec": float(rec.detach()), "vel": float(vel.detach()), "bone": float(bone.detach())}
+
+    @torch.no_grad()
+    def generate(self, exercise, score, length, generator, sampler=None, steps=None, guidance=None,
+                 known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None):
+        """known (n, T, D) / known_mask (n, T, J): values to keep (inpainting). Each denoising
+        step's x0 estimate is overwritten with the known values before the scheduler step, so
+        the missing parts are generated consistently with what was observed."""
+        h = self.hparams
+        net = self.nets["denoiser"]
+        sampler, steps = sampler or h["sampler"], int(steps or h["steps"])
+        g = float(h["guidance"] if guidance is None else guidance)
+        sched = make_scheduler(sampler, dict(self.train_scheduler.config), steps)
+        n, D = len(exercise), self.spec.dim
+        x = torch.randn((n, length, D), generator=generator)
+        if known is not None:
+            km = known_mask[..., None].expand(n, length, known_mask.shape[-1], 3).reshape(n, length, D)
+        null = torch.ones(n, dtype=torch.bool)
+        for t in sched.timesteps:
+            tt = torch.full((n,), int(t), dtype=torch.long)
+            if g == 1.0:
+                x0 = net(x, tt, exercise, score)
+            else:
+                both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([exercise, exercise]),
+                           torch.cat([score, score]), None, torch.cat([~null, null]), torch.cat([~null, null]))
+                c, u = both[:n], both[n:]
+                x0 = u + g * (c - u)
+            if known is not None:
+                x0 = torch.where(km, known, x0)
+            x = sched.step(x0, t, x, generator=generator).prev_sample
+        if known is not None:
+            x = torch.where(km, known, x)
+        return x

@@ -1,0 +1,117 @@
+"""Small building blocks shared by the model families."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoidal(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """(B,) float/int -> (B, dim) sin/cos features at geometric frequencies (as in DDPM)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    a = x.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(a), torch.cos(a)], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.d = d
+        self.mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # (B,) -> (B, d)
+        return self.mlp(sinusoidal(t, self.d))
+
+
+class ConditionEmbedding(nn.Module):
+    """Exercise label + continuous score -> one vector (B, d).
+
+    Each condition has a learned "null" value, used where the score is unknown (NaN in the
+    data) and for classifier-free guidance (dropped conditions in training, the unconditional
+    branch at sampling). The score goes through Fourier features so small score differences
+    are separable.
+    """
+
+    def __init__(self, n_exercises: int, d: int, n_freq: int = 8):
+        super().__init__()
+        self.n_exercises = n_exercises
+        self.exercise = nn.Embedding(n_exercises + 1, d)  # last row = null
+        self.register_buffer("freqs", (2.0 ** torch.arange(n_freq)) * math.pi, persistent=False)
+        self.score = nn.Sequential(nn.Linear(2 * n_freq + 1, d), nn.SiLU(), nn.Linear(d, d))
+        self.null_score = nn.Parameter(torch.zeros(d))
+
+    def forward(self, exercise: torch.Tensor, score: torch.Tensor, drop_exercise: torch.Tensor | None = None,
+                drop_score: torch.Tensor | None = None) -> torch.Tensor:
+        # exercise (B,) long; score (B,) in [0, 1] or NaN; drop_* (B,) bool
+        ex = exercise.clone()
+        if drop_exercise is not None:
+            ex[drop_exercise] = self.n_exercises
+        known = torch.isfinite(score)
+        if drop_score is not None:
+            known = known & ~drop_score
+        s = torch.where(known, score, torch.zeros_like(score)).float()
+        a = s[:, None] * self.freqs[None]
+        feats = torch.cat([s[:, None], torch.sin(a), torch.cos(a)], dim=-1)
+        se = torch.where(known[:, None], self.score(feats), self.null_score[None].expand(len(s), -1))
+        return self.exercise(ex) + se
+
+
+class MotionTransformer(nn.Module):
+    """Frames -> frames transformer with extra prefix tokens (conditions) and padding masks.
+
+    x (B, T, D_in), prefix (B, P, d) -> (B, T, D_out). `pad` (B, T) is True on padding frames.
+    """
+
+    def __init__(self, d_in: int, d_out: int, d_model: int = 128, n_layers: int = 4, n_heads: int = 4,
+                 ff: int = 256, dropout: float = 0.1, max_len: int = 512):
+        super().__init__()
+        self.inp = nn.Linear(d_in, d_model)
+        self.register_buffer("pos", sinusoidal(torch.arange(max_len + 8), d_model), persistent=False)
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, ff, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, d_out)
+
+    def forward(self, x: torch.Tensor, prefix: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        P = prefix.shape[1]
+        h = torch.cat([prefix, self.inp(x)], dim=1)  # (B, P+T, d)
+        h = h + self.pos[: P + T][None]
+        mask = None
+        if pad is not None:
+            mask = torch.cat([torch.zeros(B, P, dtype=torch.bool, device=x.device), pad], dim=1)
+        h = self.encoder(h, src_key_padding_mask=mask)
+        return self.out(self.norm(h[:, P:]))
+
+
+def padding_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B,) lengths -> (B, T) bool, True on padding frames."""
+    return torch.arange(T, device=lengths.device)[None] >= lengths[:, None]
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over entries where mask (B, T, J) is True; pred/target (B, T, J*3)."""
+    B, T, D = pred.shape
+    m = mask[..., None].expand(B, T, mask.shape[-1], D // mask.shape[-1]).reshape(B, T, D).float()
+    return ((pred - target) ** 2 * m).sum() / m.sum().clamp_min(1.0)
+
+
+def velocity_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked MSE of frame-to-frame differences (both frames known)."""
+    m = mask[:, 1:] & mask[:, :-1]
+    return masked_mse(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1], m)
+
+
+def bone_length_loss(body_pred: torch.Tensor, body_true: torch.Tensor, mask: torch.Tensor,
+                     bones: list[tuple[int, int]]) -> torch.Tensor:
+    """Squared error of bone lengths (B, T, J, 3 bodies) where both joints are known."""
+    par = torch.tensor([b[0] for b in bones], device=body_pred.device)
+    chi = torch.tensor([b[1] for b in bones], device=body_pred.device)
+    lp = (body_pred[..., chi, :] - body_pred[..., par, :]).norm(dim=-1)
+    lt = (body_true[..., chi, :] - body_true[..., par, :]).norm(dim=-1)
+    m = (mask[..., chi] & mask[..., par]).float()
+    return (((lp - lt) ** 2) * m).sum() / m.sum().clamp_min(1.0)

@@ -1,0 +1,248 @@
+"""Training loop for every family: accelerate for devices and data parallelism, atomic
+checkpoints (safetensors + JSON, optimizer and RNG state included) and exact resume.
+
+Batches are drawn from the in-memory arrays with a generator seeded by (seed, step, rank), so
+a resumed run sees the same batches it would have seen without the interruption, and each
+data-parallel process sees its own part of the global batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rehabgen.models.base import GenerativeModel, ModelError, TrainArrays, cosine_warmup, replace_dir
+
+CKPT = "checkpoint"
+
+
+def _batch(arrays: dict[str, torch.Tensor], n: int, bs: int, seed: int, step: int, rank: int, world: int):
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    if n >= bs * world:
+        idx = torch.randperm(n, generator=g)[rank * bs:(rank + 1) * bs]
+    else:  # tiny data: sample with replacement, each rank its own draw
+        idx = torch.randint(0, n, (world, bs), generator=g)[rank]
+    return {k: v[idx] for k, v in arrays.items()}
+
+
+def _tensors(a: TrainArrays) -> dict[str, torch.Tensor]:
+    return {
+        "z": torch.from_numpy(a.z).float(),
+        "mask": torch.from_numpy(a.mask),
+        "observed": torch.from_numpy(a.observed),
+        "lengths": torch.from_numpy(a.lengths).long(),
+        "exercise": torch.from_numpy(a.exercise).long(),
+        "score": torch.from_numpy(a.score).float(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------
+def _flatten_optimizer(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, plain = {}, {"param_groups": sd["param_groups"], "state": {}}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{name}.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                plain["state"].setdefault(str(pid), {})[k] = v
+    return tensors, plain
+
+
+def _unflatten_optimizer(name: str, tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state: dict[int, dict] = {}
+    pre = f"optim.{name}."
+    for key, v in tensors.items():
+        if key.startswith(pre):
+            pid, k = key[len(pre):].split(".", 1)
+            state.setdefault(int(pid), {})[k] = v
+    for pid, st in plain.get("state", {}).items():
+        state.setdefault(int(pid), {}).update(st)
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(run_dir: Path, model: GenerativeModel, nets, optimizers, lr_scheds, step: int, extra: dict) -> Path:
+    """Write RUN_DIR/checkpoint atomically: a model folder plus optimizer/scheduler/RNG state."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{CKPT}."))
+    try:
+        model.step = step
+        model.save(tmp / "model")
+        tensors, plain = {}, {"optimizers": {}, "lr_schedulers": {}}
+        for k, opt in optimizers.items():
+            t, p = _flatten_optimizer(k, opt)
+            tensors.update(t)
+            plain["optimizers"][k] = p
+        for k, s in lr_scheds.items():
+            plain["lr_schedulers"][k] = {kk: vv for kk, vv in s.state_dict().items() if kk != "lr_lambdas"}
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_file(tensors, tmp / "trainer.safetensors")
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, **plain, **extra}, indent=1, default=str))
+        replace_dir(tmp, run_dir / CKPT)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return run_dir / CKPT
+
+
+def load_checkpoint(run_dir: Path, model: GenerativeModel, optimizers, lr_scheds) -> int:
+    from safetensors.torch import load_file
+
+    from rehabgen.models.base import read_checkpoint
+
+    ck = Path(run_dir) / CKPT
+    meta, weights = read_checkpoint(ck / "model")
+    if meta["family"] != model.family:
+        raise ModelError(f"{ck}: checkpoint of a {meta['family']!r} model, this run trains {model.family!r}")
+    model.load_tensors(weights, source=str(ck))
+    try:
+        tensors = load_file(ck / "trainer.safetensors")
+        plain = json.loads((ck / "trainer.json").read_text())
+    except Exception as e:  # noqa: BLE001 - any corruption ends up as one clear message
+        raise ModelError(f"{ck}: trainer state unreadable ({type(e).__name__}: {e})") from None
+    for k, opt in optimizers.items():
+        opt.load_state_dict(_unflatten_optimizer(k, tensors, plain["optimizers"][k]))
+    for k, s in lr_scheds.items():
+        s.load_state_dict({**s.state_dict(), **plain["lr_schedulers"][k]})
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(plain["step"])
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------
+def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | Path | None = None,
+          resume: bool = False, ckpt_every: int = 200, log_every: int = 10, progress: bool = True,
+          max_minutes: float | None = None, mixed_precision: str = "no", accelerator=None) -> dict:
+    """Train `model` in place for `steps` optimizer steps (or until `max_minutes`).
+
+    Returns a summary: first/last smoothed loss, steps done, seconds, steps/s.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+    rank, world = acc.process_index, acc.num_processes
+    set_seed(seed + rank)
+    out_dir = Path(out_dir) if out_dir else None
+    if out_dir and acc.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    data = {k: v.to(acc.device) for k, v in _tensors(arrays).items()}
+    n = arrays.z.shape[0]
+    bs = int(model.hparams["batch_size"])
+    for net in model.nets.values():
+        net.to(acc.device)
+    optimizers = model.make_optimizers()
+    lr_scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: cosine_warmup(s, steps, min(100, steps // 10 + 1)))
+                 for k, o in optimizers.items()}
+    start = 0
+    if resume:
+        if out_dir is None or not (out_dir / CKPT).is_dir():
+            raise ModelError(f"{out_dir}: nothing to resume (no {CKPT}/ folder)")
+        start = load_checkpoint(out_dir, model, optimizers, lr_scheds)
+        torch.manual_seed(seed * 7919 + start + rank)  # fresh but reproducible noise stream per rank
+    names = list(model.nets)
+    prepared = acc.prepare(*[model.nets[k] for k in names], *[optimizers[k] for k in optimizers])
+    if not isinstance(prepared, (list, tuple)):
+        prepared = [prepared]
+    nets = dict(zip(names, prepared[: len(names)]))
+    opts = dict(zip(list(optimizers), prepared[len(names):]))
+    for net in nets.values():
+        net.train()
+
+    log_path = out_dir / "log.csv" if out_dir else None
+    rows: list[dict] = []
+    if log_path and acc.is_main_process and resume and log_path.exists():
+        with log_path.open() as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
+    bar = None
+    if progress and acc.is_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc=f"train {model.family}", unit="step", dynamic_ncols=True,
+                   mininterval=1.0)
+    t0 = time.time()
+    ema = None
+    first = None
+    step = start
+    for step in range(start, steps):
+        batch = _batch(data, n, bs, seed, step, rank, world)
+        logs = model.train_step(nets, opts, batch, acc)
+        for s in lr_scheds.values():
+            s.step()
+        loss = logs["loss"]
+        ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+        if first is None:
+            first = loss
+        if acc.is_main_process:
+            if (step + 1) % log_every == 0 or step + 1 == steps:
+                rows.append({"step": step + 1, "loss_ema": round(ema, 6), **{k: round(v, 6) for k, v in logs.items()},
+                             "lr": optimizers[next(iter(optimizers))].param_groups[0]["lr"],
+                             "seconds": round(time.time() - t0, 2)})
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema:.4f}")
+        done = step + 1
+        timed_out = max_minutes is not None and (time.time() - t0) > 60 * max_minutes
+        if out_dir and (done % ckpt_every == 0 or done == steps or timed_out):
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                _unwrap_into(model, nets, acc)
+                save_checkpoint(out_dir, model, nets, optimizers, lr_scheds, done, {"seed": seed, "world_size": world})
+                _write_log(log_path, rows)
+        if timed_out:
+            break
+    else:
+        done = step + 1 if steps > start else start
+    if bar:
+        bar.close()
+    _unwrap_into(model, nets, acc)
+    model.step = done
+    for net in model.nets.values():
+        net.eval()
+    secs = time.time() - t0
+    if out_dir and acc.is_main_process:
+        model.save(out_dir / "model")
+        _write_log(log_path, rows)
+    return {"steps": done, "first_loss": first, "final_loss_ema": ema, "seconds": secs,
+            "steps_per_s": (done - start) / secs if secs > 0 else 0.0, "world_size": world}
+
+
+def _unwrap_into(model: GenerativeModel, nets: dict, acc) -> None:
+    model.nets = {k: acc.unwrap_model(v) for k, v in nets.items()}
+
+
+def _write_log(path: Path | None, rows: list[dict]) -> None:
+    if path is None or not rows:
+        return
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    from rehabgen.data.kimore import atomic_write_bytes
+
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
