@@ -87,3 +87,42 @@ def kimore_tiny(tmp_path) -> Path:
     write_subject(root, "Stroke", "S_ID1", seed=2, scores={1: {"TS": 20.0, "PO": 6.0, "CF": 14.0},
                                                           2: {"TS": 25.0, "PO": 8.0, "CF": 17.0}})
     return root
+
+
+def side_raise(T: int = 60, amplitude: float = 1.0, seed: int = 0) -> np.ndarray:
+    """(T, 25, 3): arms raised sideways (abduction in the frontal plane), rigidly."""
+    base = standing_pose()
+    out = np.repeat(base[None], T, axis=0)
+    ang = amplitude * (np.pi / 2) * (1 - np.cos(np.linspace(0, 4 * np.pi, T))) / 2
+    sk = KINECT_V2
+    for side, sgn in (("Left", -1.0), ("Right", 1.0)):
+        sh = sk.index(f"Shoulder{side}")
+        arm = [sk.index(f"{n}{side}") for n in ("Elbow", "Wrist", "Hand", "HandTip", "Thumb")]
+        for t in range(T):
+            a = sgn * ang[t]
+            c, s = np.cos(a), np.sin(a)
+            R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])  # about z: x-y plane
+            out[t, arm] = (base[arm] - base[sh]) @ R.T + base[sh]
+    out += np.random.default_rng(seed).normal(0, 0.001, size=(1, 1, 3))
+    return out
+
+
+def toy_dataset(n: int = 48, T: int = 60, garbage_joint: int | None = None):
+    """Two exercises (forward vs sideways arm raise); TS grows with the movement's amplitude."""
+    from rehabgen.data import Dataset, Sequence
+
+    rng = np.random.default_rng(0)
+    seqs = []
+    for i in range(n):
+        amp = 0.3 + 0.7 * rng.random()
+        ex = "Es1" if i % 2 == 0 else "Es2"
+        p = (arm_raise if ex == "Es1" else side_raise)(T, amplitude=amp, seed=i)
+        valid = np.ones(p.shape[:2], bool)
+        if garbage_joint is not None:
+            bad = rng.random(T) < 0.4
+            p[bad, garbage_joint] = [5.0, 5.0, 5.0]  # far-away garbage, marked invalid
+            valid[bad, garbage_joint] = False
+        ts = round(10 + 40 * amp, 1)
+        seqs.append(Sequence(f"S_ID{i % 12}", "Stroke", ex, p.astype(np.float32), valid,
+                             {"TS": ts, "PO": round(ts * 0.3, 1), "CF": round(ts * 0.7, 1)}, source=f"mem{i}"))
+    return Dataset(KINECT_V2, seqs, exercises=("Es1", "Es2"), fps=30.0)

@@ -15,7 +15,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Generative models of skeleton-based rehabilitation motion.")
 data_app = typer.Typer(no_args_is_help=True, help="Built-in data, inspection of data folders.")
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages must stay greppable: no hard wraps
 
 
 def fail(msg: str, code: int = 2):
@@ -151,6 +151,230 @@ def render_cmd(
     except (ValueError, RuntimeError) as e:
         fail(str(e))
     console.print(f"wrote {path}")
+
+
+# ------------------------------------------------------------------------------------------
+# models: train, sample, complete
+# ------------------------------------------------------------------------------------------
+def _parse_sets(items: list[str]) -> dict:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            fail(f"--set expects key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+@app.command("train")
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="Run folder (config, checkpoints, logs, final model)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data folder (KIMORE layout or generic import)."),
+    model: str = typer.Option("diffusion", "--model", help="Model family: diffusion, vae or gan."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps [default: 2000, or the run's]."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpointed)."),
+    max_len: int = typer.Option(128, "--max-len", min=8, help="Longest sequence in frames (longer are cropped)."),
+    fps: float = typer.Option(10.0, "--fps", help="Frame rate the model works at."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of subjects held out for evaluation."),
+    ckpt_every: int = typer.Option(200, "--ckpt-every", min=1, help="Checkpoint period in steps."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    sets: list[str] = typer.Option([], "--set", help="Model hyper-parameter key=value (repeatable)."),
+):
+    """Train a generative model. Works under `torchrun --nproc_per_node=2` (data parallel)."""
+    import os
+
+    from rehabgen.data import DataError
+    from rehabgen.models import ModelError
+    from rehabgen.runs import train_run
+
+    hp = _parse_sets(sets)
+    if batch_size:
+        hp["batch_size"] = batch_size
+    if lr:
+        hp["lr"] = lr
+    if not resume and data is None:
+        fail("--data is required (unless --resume)")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        res = train_run(data, model, out, steps=steps, seed=seed, resume=resume, max_len=max_len, fps=fps,
+                        test_fraction=test_fraction, max_minutes=minutes, ckpt_every=ckpt_every, hparams=hp,
+                        is_main=rank == 0)
+    except (DataError, ModelError) as e:
+        fail(str(e))
+    if rank == 0:
+        s = res["summary"]
+        console.print(f"trained {model} for {s['steps']} steps in {s['seconds']:.0f} s "
+                      f"({s['steps_per_s']:.1f} steps/s, {s['world_size']} process(es)); "
+                      f"loss {s['first_loss']:.4f} -> {s['final_loss_ema']:.4f}; model in {out / 'model'}")
+    if world > 1:  # clean multi-process exit (avoids rare aborts at interpreter shutdown)
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _samples_out_config(run_dir, model, **kw) -> dict:
+    from rehabgen.runs import versions
+
+    return {"run": str(run_dir), "family": model.family, "model_step": model.step, **kw, "versions": versions()}
+
+
+@app.command("sample")
+def sample_cmd(
+    run_dir: Path = typer.Argument(..., help="Run folder from `rehabgen train` (or a model folder)."),
+    out: Path = typer.Option(..., "--out", help="Output .npz (positions, exercise, score, skeleton, config)."),
+    exercise: str = typer.Option(..., "--exercise", help="Exercise name, comma-separated list, or 'all'."),
+    score: Optional[float] = typer.Option(None, "--score", help="Clinical score to ask for (e.g. TS 0-50)."),
+    n: int = typer.Option(16, "--n", min=1, help="Samples per exercise."),
+    length: Optional[int] = typer.Option(None, "--length", help="Frames (at the model's fps); default: typical."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion solver steps."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim or ddpm."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Generate sequences for an exercise and score."""
+    import numpy as np
+
+    from rehabgen.models import ModelError
+    from rehabgen.runs import load_model, write_json
+    from rehabgen.samples import save_samples
+
+    try:
+        model = load_model(run_dir)
+        names = list(model.spec.exercises) if exercise == "all" else [e.strip() for e in exercise.split(",")]
+        kw = {k: v for k, v in {"steps": steps, "guidance": guidance, "sampler": sampler}.items() if v is not None}
+        pos, exs = [], []
+        for k, e in enumerate(names):
+            L = length or model.spec.default_length.get(e, model.spec.max_len)
+            p = model.sample(e, score, length=L, n=n, seed=seed + k, **kw)
+            pos.append(p)
+            exs += [e] * n
+        T = max(p.shape[1] for p in pos)
+        if any(p.shape[1] != T for p in pos):  # per-exercise default lengths differ: pad by holding the end
+            pos = [np.concatenate([p, np.repeat(p[:, -1:], T - p.shape[1], axis=1)], 1) for p in pos]
+    except ModelError as e:
+        fail(str(e))
+    cfg = _samples_out_config(run_dir, model, exercise=names, score=score, n=n, length=length, seed=seed, **kw)
+    save_samples(out, np.concatenate(pos), exs, np.full(len(exs), np.nan if score is None else score), model.spec.skeleton,
+                 cfg, model.spec.fps)
+    write_json(out.with_suffix(".json"), cfg)
+    console.print(f"wrote {len(exs)} samples to {out}")
+
+
+@app.command("complete")
+def complete_cmd(
+    run_dir: Path = typer.Argument(..., help="Run folder of a diffusion model."),
+    data: Path = typer.Option(..., "--data", help="Data folder holding the incomplete sequence."),
+    out: Path = typer.Option(..., "--out", help="Output .npz with the completed sequence."),
+    subject: Optional[str] = typer.Option(None, "--subject"),
+    exercise: Optional[str] = typer.Option(None, "--exercise"),
+    index: int = typer.Option(0, "--index", help="Which matching sequence (default the first)."),
+    drop: Optional[str] = typer.Option(None, "--drop", help="Also hide frames START:END (model frames), for a demo."),
+    steps: int = typer.Option(50, "--steps"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Fill the missing joints/frames of a real sequence with the diffusion model (inpainting)."""
+    import numpy as np
+
+    from rehabgen.models import ModelError
+    from rehabgen.models.complete import complete_sequence
+    from rehabgen.runs import load_model, write_json
+    from rehabgen.samples import save_samples
+
+    ds = _load(data)
+    hits = [s for s in ds.sequences if (subject is None or s.subject == subject) and (exercise is None or s.exercise == exercise)]
+    if len(hits) <= index:
+        fail(f"{data}: no sequence #{index} with subject={subject} exercise={exercise} ({len(hits)} match)")
+    seq = hits[index]
+    drop_rng = None
+    if drop:
+        try:
+            a, b = (int(v) for v in drop.split(":"))
+        except ValueError:
+            fail(f"--drop expects START:END, got {drop!r}")
+        drop_rng = (a, b)
+    try:
+        model = load_model(run_dir)
+        res = complete_sequence(model, seq, ds.fps, steps=steps, seed=seed, drop_frames=drop_rng)
+    except ModelError as e:
+        fail(str(e))
+    cfg = _samples_out_config(run_dir, model, subject=seq.subject, exercise=seq.exercise, source=seq.source,
+                              steps=steps, seed=seed, drop=drop, n_filled=int((~res["known"]).sum()))
+    save_samples(out, res["positions"][None], [seq.exercise], [seq.score(model.spec.score_name)], model.spec.skeleton,
+                 cfg | {"known_mask": res["known"].tolist()}, model.spec.fps)
+    write_json(out.with_suffix(".json"), cfg)
+    console.print(f"completed {cfg['n_filled']} missing joint positions of {seq.subject} {seq.exercise}; wrote {out}")
+
+
+# ------------------------------------------------------------------------------------------
+# demo
+# ------------------------------------------------------------------------------------------
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for data, run, samples and pictures."),
+    subjects: int = typer.Option(20, "--subjects", min=2, help="Subjects of built-in data."),
+    minutes: float = typer.Option(3.0, "--minutes", help="CPU minutes of diffusion training."),
+    steps: int = typer.Option(4000, "--steps", help="Upper bound on training steps."),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Run the evaluation suite at the end."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Built-in data -> train diffusion -> sample each exercise at low/high score -> render -> evaluate."""
+    import numpy as np
+
+    from rehabgen.data.synth import SynthConfig, write_synthetic_kimore
+    from rehabgen.render import render_gif
+    from rehabgen.runs import train_run, write_json
+    from rehabgen.samples import save_samples
+
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir, run_dir = out / "data", out / "run"
+    if not (data_dir / "SYNTH_INFO.json").is_file():
+        console.rule("1. built-in data")
+        write_synthetic_kimore(data_dir, SynthConfig(n_subjects=subjects, seed=seed), progress=True)
+    console.rule("2. train the diffusion model")
+    resume = (run_dir / "checkpoint").is_dir()
+    res = train_run(data_dir, "diffusion", run_dir, steps=steps, seed=seed, max_minutes=minutes, resume=resume)
+    model = res["model"]
+    console.rule("3. sample every exercise at a low and a high score")
+    lo, hi = model.spec.normalizer.score_lo, model.spec.normalizer.score_hi
+    low, high = lo + 0.3 * (hi - lo), lo + 0.95 * (hi - lo)
+    seqs, titles, exs, scores = [], [], [], []
+    for k, e in enumerate(model.spec.exercises):
+        for sc in (low, high):
+            p = model.sample(e, sc, n=1, seed=seed + k)
+            seqs.append(p[0])
+            titles.append(f"{e} score {sc:.0f}")
+            exs.append(e)
+            scores.append(sc)
+    T = max(s.shape[0] for s in seqs)
+    padded = np.stack([np.concatenate([s, np.repeat(s[-1:], T - s.shape[0], 0)]) for s in seqs])
+    cfg = {"command": "demo", "seed": seed, "scores": [low, high], "exercises": list(model.spec.exercises)}
+    save_samples(out / "samples.npz", padded, exs, scores, model.spec.skeleton, cfg, model.spec.fps)
+    write_json(out / "demo_config.json", cfg | {"subjects": subjects, "minutes": minutes, "steps": steps})
+    gif = render_gif(seqs, model.spec.skeleton, out / "samples.gif", titles=titles, fps=model.spec.fps, cols=2)
+    console.print(f"samples: {out / 'samples.npz'}\nanimation: {gif}")
+    if evaluate:
+        console.rule("4. evaluate against held-out real subjects")
+        try:
+            from rehabgen.evaluate import evaluate_run
+        except ImportError:
+            console.print("evaluation suite not installed in this version; skipping")
+        else:
+            rep = evaluate_run(run_dir, data_dir, out / "report", n=20, seed=seed)
+            console.print(f"report: {rep['report']}")
+    console.rule("done")
+    console.print(f"everything is in {out}/: data/, run/ (model, log.csv, config.json), samples.gif")
 
 
 def main():  # pragma: no cover

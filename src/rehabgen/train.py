@@ -126,8 +126,10 @@ def load_checkpoint(run_dir: Path, model: GenerativeModel, optimizers, lr_scheds
 # --------------------------------------------------------------------------------------------
 def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | Path | None = None,
           resume: bool = False, ckpt_every: int = 200, log_every: int = 10, progress: bool = True,
-          max_minutes: float | None = None, mixed_precision: str = "no", accelerator=None) -> dict:
-    """Train `model` in place for `steps` optimizer steps (or until `max_minutes`).
+          max_minutes: float | None = None, mixed_precision: str = "no", accelerator=None,
+          stop_at: int | None = None) -> dict:
+    """Train `model` in place for `steps` optimizer steps (or until `max_minutes`, or until step
+    `stop_at` of a `steps`-long schedule: the learning-rate schedule always spans `steps`).
 
     Returns a summary: first/last smoothed loss, steps done, seconds, steps/s.
     """
@@ -153,8 +155,9 @@ def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0
     if resume:
         if out_dir is None or not (out_dir / CKPT).is_dir():
             raise ModelError(f"{out_dir}: nothing to resume (no {CKPT}/ folder)")
-        start = load_checkpoint(out_dir, model, optimizers, lr_scheds)
-        torch.manual_seed(seed * 7919 + start + rank)  # fresh but reproducible noise stream per rank
+        start = load_checkpoint(out_dir, model, optimizers, lr_scheds)  # restores rank 0's RNG: exact resume
+        if world > 1:
+            torch.manual_seed(seed * 7919 + start + rank)  # other ranks: their own reproducible noise
     names = list(model.nets)
     prepared = acc.prepare(*[model.nets[k] for k in names], *[optimizers[k] for k in optimizers])
     if not isinstance(prepared, (list, tuple)):
@@ -197,7 +200,8 @@ def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0
                 bar.update(1)
                 bar.set_postfix(loss=f"{ema:.4f}")
         done = step + 1
-        timed_out = max_minutes is not None and (time.time() - t0) > 60 * max_minutes
+        timed_out = (max_minutes is not None and (time.time() - t0) > 60 * max_minutes) or \
+            (stop_at is not None and done >= stop_at)
         if out_dir and (done % ckpt_every == 0 or done == steps or timed_out):
             acc.wait_for_everyone()
             if acc.is_main_process:

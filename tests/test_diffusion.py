@@ -1,0 +1,164 @@
+"""Diffusion model: learning, guidance, samplers, masked loss, completion, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rehabgen.models import ModelError, get_family
+from rehabgen.models.complete import complete_sequence
+from rehabgen.models.diffusion import make_scheduler
+from rehabgen.preprocess import PreprocessConfig
+from rehabgen.train import train
+
+from conftest import toy_dataset
+
+SMALL = dict(d_model=64, n_layers=2, ff=128, n_heads=4, dropout=0.0, batch_size=16, lr=1e-3)
+PCFG = PreprocessConfig(fps=15.0, detect_invalid=False, smooth=None)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    ds = toy_dataset()
+    M = get_family("diffusion")
+    model, arrays = M.from_dataset(ds, PCFG, max_len=32, **SMALL)
+    summary = train(model, arrays, steps=300, seed=0, progress=False)
+    return ds, model, arrays, summary
+
+
+def _wrist_height_range(p):
+    from rehabgen.skeleton import KINECT_V2
+
+    w = KINECT_V2.index("WristLeft")
+    return p[:, :, w, 1].max(1) - p[:, :, w, 1].min(1)
+
+
+def _lateral_range(p):
+    from rehabgen.skeleton import KINECT_V2
+
+    w = KINECT_V2.index("WristLeft")
+    return p[:, :, w, 0].max(1) - p[:, :, w, 0].min(1)
+
+
+def test_loss_falls_and_samples_beat_noise(trained):
+    ds, model, arrays, summary = trained
+    assert summary["final_loss_ema"] < 0.5 * summary["first_loss"]
+    x = model.sample("Es1", 40.0, n=8, seed=0, steps=20)
+    assert x.shape == (8, model.spec.default_length["Es1"], 25, 3) and np.isfinite(x).all()
+    # bone lengths of samples stay near the data's, far better than an untrained model
+    ref = np.median(ds.skeleton.bone_lengths(np.stack([s.positions for s in ds.sequences])), axis=(0, 1))
+    dev = np.abs(ds.skeleton.bone_lengths(x) / ref - 1).mean()
+    untrained = get_family("diffusion")(model.spec, **SMALL)
+    dev0 = np.abs(ds.skeleton.bone_lengths(untrained.sample("Es1", 40.0, n=8, seed=0, steps=20)) / ref - 1).mean()
+    assert dev < 0.15 and dev < 0.5 * dev0
+
+
+def test_conditioning_controls_exercise_and_score(trained):
+    _, model, _, _ = trained
+    fwd = model.sample("Es1", 45.0, n=8, seed=1)
+    side = model.sample("Es2", 45.0, n=8, seed=1)
+    # Es2 (sideways) moves the wrist laterally far more than Es1 (forward)
+    assert _lateral_range(side).mean() > 2 * _lateral_range(fwd).mean()
+    low = model.sample("Es1", 15.0, n=8, seed=2)
+    high = model.sample("Es1", 48.0, n=8, seed=2)
+    assert _wrist_height_range(high).mean() > _wrist_height_range(low).mean() + 0.1
+
+
+def test_same_seed_same_samples_and_samplers(trained):
+    _, model, _, _ = trained
+    a = model.sample("Es2", 30.0, n=3, seed=5, steps=10)
+    b = model.sample("Es2", 30.0, n=3, seed=5, steps=10)
+    c = model.sample("Es2", 30.0, n=3, seed=6, steps=10)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+    for sampler in ("ddim", "ddpm"):
+        x = model.sample("Es2", 30.0, n=2, seed=0, sampler=sampler, steps=25, length=20)
+        assert x.shape == (2, 20, 25, 3) and np.isfinite(x).all()
+
+
+def test_bad_sampling_requests_are_named(trained):
+    _, model, _, _ = trained
+    with pytest.raises(ModelError, match="unknown exercise 'Es9'"):
+        model.sample("Es9", 30.0)
+    with pytest.raises(ModelError, match=r"score 70 outside the TS range \[0, 50\]"):
+        model.sample("Es1", 70.0)
+    with pytest.raises(ModelError, match="length 500 outside"):
+        model.sample("Es1", 30.0, length=500)
+    with pytest.raises(ModelError, match="unknown sampler 'euler'"):
+        model.sample("Es1", 30.0, sampler="euler")
+    with pytest.raises(ModelError, match="--steps must be between 1 and 1000"):
+        make_scheduler("dpm", dict(model.train_scheduler.config), 0)
+
+
+def test_save_load_roundtrip(trained, tmp_path):
+    _, model, _, _ = trained
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.safetensors"]
+    again = get_family("diffusion").load(tmp_path / "m")
+    np.testing.assert_array_equal(model.sample("Es1", 20.0, n=2, seed=3), again.sample("Es1", 20.0, n=2, seed=3))
+    (tmp_path / "m" / "model.json").write_text("{broken")
+    with pytest.raises(ModelError, match="model.json: not valid JSON"):
+        get_family("diffusion").load(tmp_path / "m")
+
+
+def test_loss_ignores_invalid_joints():
+    """Whatever sits at joints the data layer marked invalid can't change the loss."""
+    ds = toy_dataset(n=8, garbage_joint=7)
+    model, arrays = get_family("diffusion").from_dataset(ds, PCFG, max_len=32, **SMALL)
+    from rehabgen.train import _tensors
+
+    batch = _tensors(arrays)
+    other = dict(batch)
+    z = batch["z"].clone()
+    m = ~batch["observed"][..., None].expand(*batch["observed"].shape, 3).reshape(z.shape)
+    assert m.any()
+    z[m] = 123.0
+    other["z"] = z
+    # feed the network the same noisy input whatever x0 is, so only the targets differ
+    model.train_scheduler.add_noise = lambda x0, noise, t: noise
+    torch.manual_seed(0)
+    l1, _ = model.loss(model.nets, batch)
+    torch.manual_seed(0)
+    l2, _ = model.loss(model.nets, other)
+    assert float(l1) == float(l2)
+    # control: with every joint declared observed, the garbage does count
+    model.hparams["loss_on_filled"] = True
+    torch.manual_seed(0)
+    l3, _ = model.loss(model.nets, dict(other, mask=torch.ones_like(batch["mask"])))
+    assert l3 > 10 * l1
+
+
+def test_model_trained_on_masked_garbage_does_not_reproduce_it():
+    ds = toy_dataset(garbage_joint=7)  # HandLeft at +5 m in 40% of frames, marked invalid
+    model, arrays = get_family("diffusion").from_dataset(ds, PCFG, max_len=32, **SMALL)
+    train(model, arrays, steps=200, seed=0, progress=False)
+    x = model.sample("Es1", 40.0, n=8, seed=0)
+    hand, wrist = 7, 6
+    d = np.linalg.norm(x[:, :, hand] - x[:, :, wrist], axis=-1)
+    assert np.abs(x).max() < 4.0  # nothing near the +5 m garbage
+    assert np.median(d) < 0.2  # the hand stays at the wrist (true bone: ~0.08 m)
+
+
+def test_completion_keeps_observed_and_fills_missing(trained):
+    ds, model, _, _ = trained
+    seq = ds.sequences[0]
+    res = complete_sequence(model, seq, ds.fps, steps=20, seed=0, drop_frames=(8, 14))
+    known, pos, obs = res["known"], res["positions"], res["observed"]
+    assert not known[8:14].any() and known[:8].all()
+    np.testing.assert_allclose(pos[known], obs[known], atol=1e-4)
+    assert np.isfinite(pos).all()
+    # the filled frames continue the motion: closer to the truth than a frozen last frame
+    from rehabgen.preprocess import resample
+
+    truth = resample(seq, res["positions"].shape[0]).positions
+    err = np.abs(pos[8:14] - truth[8:14]).mean()
+    assert err < 0.1
+    vae_like = get_family("diffusion")  # completion refuses non-diffusion families
+    model.family, fam = "vae", model.family
+    try:
+        with pytest.raises(ModelError, match="completion needs a diffusion model"):
+            complete_sequence(model, seq, ds.fps)
+    finally:
+        model.family = fam
+    assert vae_like.family == "diffusion"
