@@ -66,6 +66,10 @@ def render_gif(
     time). Joints marked invalid in `valid` are drawn as grey crosses so dropouts stay visible.
     """
     out = Path(out)
+    if out.suffix.lower() not in (".gif", ".mp4"):
+        raise ValueError(f"{out}: unsupported animation format {out.suffix.lower()!r} (use .gif or .mp4)")
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; choose from {VIEWS}")
     if not sequences:
         raise ValueError("nothing to render: no sequences given")
     seqs = [np.asarray(s, dtype=np.float64) for s in sequences]
