@@ -318,6 +318,60 @@ def complete_cmd(
 
 
 # ------------------------------------------------------------------------------------------
+# evaluation
+# ------------------------------------------------------------------------------------------
+@app.command("evaluate")
+def evaluate_cmd(
+    run_dir: Path = typer.Argument(..., help="Run folder from `rehabgen train`."),
+    data: Path = typer.Option(..., "--data", help="The data folder the run was trained on."),
+    out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, report.md, plots, GIF)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Generated samples per repeat [default: one per held-out sequence]."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Repeats for mean ± std."),
+    folds: int = typer.Option(3, "--folds", min=2, help="Subject-wise folds of the downstream study."),
+    downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Run the downstream-utility study."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion solver steps for sampling."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Fidelity, diversity, plausibility and downstream utility, each next to its real reference."""
+    from rehabgen.data import DataError
+    from rehabgen.evaluate import evaluate_run
+    from rehabgen.models import ModelError
+    from rehabgen.report import metrics_table
+
+    try:
+        res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
+                           steps=steps)
+    except (DataError, ModelError) as e:
+        fail(str(e))
+    Console().print(metrics_table(res["metrics"]))
+    console.print(f"report: {res['report']}  ({res['seconds']:.0f} s)")
+
+
+@app.command("compare")
+def compare_cmd(
+    reports: list[Path] = typer.Argument(..., help="Report folders from `rehabgen evaluate`."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the table to this Markdown file."),
+):
+    """Put several evaluated models side by side in one table."""
+    from rehabgen.data import DataError
+    from rehabgen.evaluate import load_metrics
+    from rehabgen.report import compare_table
+
+    try:
+        results = [load_metrics(r) for r in reports]
+    except DataError as e:
+        fail(str(e))
+    names = [f"{r['family']} ({Path(p).name})" for r, p in zip(results, reports)]
+    table = compare_table(results, names)
+    Console().print(table)
+    if out:
+        from rehabgen.data.kimore import atomic_write_bytes
+
+        atomic_write_bytes(out, (table + "\n").encode())
+        console.print(f"wrote {out}")
+
+
+# ------------------------------------------------------------------------------------------
 # demo
 # ------------------------------------------------------------------------------------------
 @app.command("demo")

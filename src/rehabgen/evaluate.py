@@ -1,0 +1,209 @@
+"""`rehabgen evaluate`: every metric of a trained model next to its real-data reference.
+
+Protocol (one sample set S compared with the real training data, as in the IRIMAS framework):
+
+- The evaluator networks (exercise classifier, score regressor) are trained on the run's
+  training subjects only; their penultimate features are the space of the distribution metrics.
+- Generated: for every real held-out (test) sequence, one sample conditioned on its exercise
+  and score, so generated and reference sets have the same size and label distribution.
+  Repeated with `repeats` seeds.
+- Reference: the real held-out sequences themselves (bootstrap-resampled per repeat) — the
+  value a perfect generator would reach. Both are measured against the real training set.
+- Downstream utility: `metrics.downstream.assessment_study` (subject-wise CV; the honest
+  numbers are on subjects the generator never saw).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rehabgen.data import DataError, load_dataset
+from rehabgen.data.dataset import Dataset
+from rehabgen.runs import load_model, load_split, versions, write_json, split_dataset
+
+# which way is better, for the report's arrows
+HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "density", "coverage", "apd", "acpd", "wpd"}
+LOWER_IS_BETTER = {"fid", "fid_regressor", "score_mae", "bone_length_deviation", "limb_violations",
+                   "velocity_w", "acceleration_w", "jerk_w"}
+# diversity-type metrics are best when close to the real value, not maximal
+CLOSE_TO_REAL = {"apd", "acpd", "wpd", "mms"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("REHABGEN_CACHE", Path.home() / ".cache" / "rehabgen"))
+
+
+def _model_space_real(model, ds: Dataset) -> np.ndarray:
+    """Real sequences the way the model saw them (its preprocessing), back in metres, (n, T, J, 3)
+    padded by holding the last frame; for kinematic comparisons at the model's frame rate."""
+    from rehabgen.preprocess import PreprocessConfig, preprocess_dataset
+
+    pcfg = PreprocessConfig(**{**model.spec.preprocess, "buckets": tuple(model.spec.preprocess.get("buckets", ()))})
+    pre, tfs = preprocess_dataset(ds, pcfg)
+    seqs = []
+    for s, tf in zip(pre.sequences, tfs):
+        p = s.positions[: model.spec.max_len].astype(np.float64)
+        ok = np.isfinite(p).all(-1)
+        p = np.where(ok[..., None], p, 0.0)
+        seqs.append(tf.invert(p).astype(np.float32))
+    return seqs
+
+
+def _pad(seqs: list[np.ndarray]) -> np.ndarray:
+    T = max(s.shape[0] for s in seqs)
+    return np.stack([np.concatenate([s, np.repeat(s[-1:], T - s.shape[0], 0)]) for s in seqs])
+
+
+def generate_for(model, exercises: list[str], scores: np.ndarray, seed: int, steps: int | None = None,
+                 length: int | None = None) -> list[np.ndarray]:
+    """One sample per (exercise, score), at `length` frames or each exercise's typical length."""
+    out: list[np.ndarray | None] = [None] * len(exercises)
+    kw = {"steps": steps} if steps and model.family == "diffusion" else {}
+    for k, e in enumerate(sorted(set(exercises))):
+        idx = [i for i, x in enumerate(exercises) if x == e]
+        sc = np.asarray(scores, np.float32)[idx]
+        x = model.sample(e, sc, n=len(idx), length=length, seed=seed * 1000 + k, **kw)
+        for j, i in enumerate(idx):
+            out[i] = x[j]
+    return out
+
+
+def sample_set_metrics(ev, skeleton, exercises_vocab, S_pos: list[np.ndarray], S_ex: list[str], S_score: np.ndarray,
+                       R_feats: dict, R_pos: list[np.ndarray], ref_bones: np.ndarray, fps: float, rng) -> dict:
+    """Every metric of one sample set S against the real training set R."""
+    from rehabgen.metrics import (
+        accuracy, average_pair_distance, average_per_class_pair_distance, bone_length_deviation, fid,
+        kinematic_wasserstein, limb_constraint_violations, mean_max_similarity, precision_recall_density_coverage,
+        score_mae, warping_path_diversity,
+    )
+    from rehabgen.metrics.evaluator import eval_inputs_from_positions
+
+    ex_idx = np.array([exercises_vocab.index(e) for e in S_ex])
+    x = eval_inputs_from_positions(_pad(S_pos), skeleton, ex_idx, S_score)[0]
+    f_cls = ev.features(x, "classifier")
+    f_reg = ev.features(x, "regressor")
+    pred_ex = ev.predict_exercise(x)
+    pred_sc = ev.predict_score(x)
+    known = np.isfinite(S_score)
+    prdc = precision_recall_density_coverage(R_feats["classifier"], f_cls, k=5)
+    S_arr = _pad(S_pos)
+    out = {
+        "fid": fid(R_feats["classifier"], f_cls),
+        "fid_regressor": fid(R_feats["regressor"], f_reg),
+        "accuracy": accuracy(pred_ex, ex_idx),
+        "score_mae": score_mae(pred_sc[known], S_score[known]) if known.any() else float("nan"),
+        **prdc,
+        "mms": mean_max_similarity(R_feats["classifier"], f_cls),
+        "apd": average_pair_distance(f_cls, rng=rng),
+        "acpd": average_per_class_pair_distance(f_cls, ex_idx, rng=rng),
+        "wpd": warping_path_diversity(x, n_pairs=min(100, len(x) * 2), n_runs=2, rng=rng),
+        "bone_length_deviation": bone_length_deviation(S_arr, skeleton.bones, ref_bones),
+        "limb_violations": limb_constraint_violations(S_arr, skeleton.bones, ref_bones, tol=0.1),
+    }
+    kin = kinematic_wasserstein(_pad(R_pos), S_arr, fps=fps)
+    out.update({"velocity_w": kin["velocity"], "acceleration_w": kin["acceleration"], "jerk_w": kin["jerk"]})
+    return {k: float(v) for k, v in out.items()}
+
+
+def _mean_std(runs: list[dict]) -> dict:
+    keys = runs[0].keys()
+    return {k: {"mean": float(np.nanmean([r[k] for r in runs])), "std": float(np.nanstd([r[k] for r in runs])),
+                "runs": [r[k] for r in runs]} for k in keys}
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int | None = None, seed: int = 0,
+                 repeats: int = 3, downstream: bool = True, folds: int = 3, steps: int | None = None,
+                 evaluator_steps: int | None = None, progress: bool = True) -> dict:
+    """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`."""
+    from rehabgen.metrics.evaluator import Evaluator, eval_inputs
+    from rehabgen.metrics.plausibility import reference_bone_lengths
+
+    t0 = time.time()
+    run_dir, out = Path(run_dir), Path(out)
+    model = load_model(run_dir)
+    ds = load_dataset(data)
+    if tuple(ds.exercises) != tuple(model.spec.exercises):
+        raise DataError(f"{data}: exercises {list(ds.exercises)} differ from the model's {list(model.spec.exercises)}")
+    train_ds, test_ds = load_split(run_dir, ds)
+    if len(test_ds) == 0:
+        train_ds, test_ds, _ = split_dataset(ds, 0.2, seed)
+    score_name = model.spec.score_name
+    fit_kw = {"steps": evaluator_steps} if evaluator_steps else {}
+    ev = Evaluator.cached(train_ds, cache_dir() / "evaluators", key_extra={"score": score_name, "seed": seed},
+                          score_name=score_name, seed=seed, progress=progress, **fit_kw)
+    ev_report = ev.evaluate(test_ds)
+
+    x_train = eval_inputs(train_ds)[0]
+    R_feats = {"classifier": ev.features(x_train, "classifier"), "regressor": ev.features(x_train, "regressor")}
+    R_pos = _model_space_real(model, train_ds)
+    T_pos = _model_space_real(model, test_ds)
+    ref_bones = reference_bone_lengths(_pad(R_pos), model.spec.skeleton.bones)
+    cond_ex = [s.exercise for s in test_ds.sequences]
+    cond_sc = np.array([s.score(score_name) for s in test_ds.sequences], np.float32)
+    m = n or len(cond_ex)
+    reps = np.arange(m) % len(cond_ex)
+    cond_ex, cond_sc = [cond_ex[i] for i in reps], cond_sc[reps]
+    # a score must be in range for conditioning; unknown scores leave the score free
+    rng = np.random.default_rng(seed)
+    gen_runs, ref_runs, samples = [], [], None
+    it = range(repeats)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="evaluate", unit="repeat")
+    for r in it:
+        G = generate_for(model, cond_ex, cond_sc, seed + r, steps)
+        if samples is None:
+            samples = G
+        gen_runs.append(sample_set_metrics(ev, model.spec.skeleton, list(model.spec.exercises), G, cond_ex, cond_sc,
+                                           R_feats, R_pos, ref_bones, model.spec.fps, rng))
+        boot = rng.integers(0, len(T_pos), len(T_pos)) if r > 0 else np.arange(len(T_pos))
+        ref_runs.append(sample_set_metrics(ev, model.spec.skeleton, list(model.spec.exercises),
+                                           [T_pos[i] for i in boot], [test_ds[i].exercise for i in boot],
+                                           np.array([test_ds[i].score(score_name) for i in boot], np.float32),
+                                           R_feats, R_pos, ref_bones, model.spec.fps, rng))
+    gen, ref = _mean_std(gen_runs), _mean_std(ref_runs)
+    metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
+
+    study = None
+    if downstream:
+        from rehabgen.metrics.downstream import assessment_study
+
+        L = int(np.median(list(model.spec.default_length.values())))
+
+        def gen_fn(exs, scores, s):
+            return _pad(generate_for(model, exs, scores, s, steps, length=L))
+
+        study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, progress=progress)
+
+    result = {
+        "run": str(run_dir), "data": str(data), "family": model.family, "model_step": model.step,
+        "n_generated_per_repeat": m, "repeats": repeats, "seed": seed,
+        "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
+        "evaluator": ev_report, "metrics": metrics, "downstream": study,
+        "protocol": __doc__.strip(), "seconds": round(time.time() - t0, 1), "versions": versions(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", result)
+    write_json(out / "config.json", {"command": "evaluate", "run": str(run_dir), "data": str(data), "n": n, "seed": seed,
+                                     "repeats": repeats, "downstream": downstream, "folds": folds, "steps": steps})
+    from rehabgen.report import write_report
+
+    report = write_report(out, result, model, samples, cond_ex, cond_sc, R_feats, ev, train_ds, test_ds, R_pos)
+    result["report"] = str(report)
+    return result
+
+
+def load_metrics(report_dir: str | Path) -> dict:
+    f = Path(report_dir) / "metrics.json"
+    if not f.is_file():
+        raise DataError(f"{report_dir}: no metrics.json (run `rehabgen evaluate` first)")
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{f}: not valid JSON ({e.msg})") from None
