@@ -178,7 +178,7 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpointed)."),
-    max_len: int = typer.Option(128, "--max-len", min=8, help="Longest sequence in frames (longer are cropped)."),
+    max_len: int = typer.Option(160, "--max-len", min=8, help="Longest sequence in frames (longer are cropped)."),
     fps: float = typer.Option(10.0, "--fps", help="Frame rate the model works at."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of subjects held out for evaluation."),
     ckpt_every: int = typer.Option(200, "--ckpt-every", min=1, help="Checkpoint period in steps."),

@@ -158,7 +158,7 @@ def timeline(fps: float, reps: int, period: float, q: float, rng: np.random.Gene
 
     Each repetition: rise, hold at the top, return. Low quality adds irregular durations,
     longer pauses and mid-movement hesitations (a plateau on the way up)."""
-    lv, idx = [np.zeros(int(fps * rng.uniform(1.0, 2.0)))], [np.full(0, -1)]
+    lv, idx = [np.zeros(int(fps * rng.uniform(0.8, 1.5)))], [np.full(0, -1)]
     idx[0] = np.full(lv[0].size, -1)
     for r in range(reps):
         d = period * float(np.clip(1.0 + rng.normal(0, 0.05 + 0.15 * (1 - q)), 0.6, 1.6))
@@ -173,7 +173,7 @@ def timeline(fps: float, reps: int, period: float, q: float, rng: np.random.Gene
         gap = np.zeros(int(fps * rng.uniform(0.1, 0.3 + 0.8 * (1 - q))))
         lv += [prof, gap]
         idx += [np.full(prof.size, r), np.full(gap.size, -1)]
-    end = np.zeros(int(fps * rng.uniform(0.8, 1.5)))
+    end = np.zeros(int(fps * rng.uniform(0.5, 1.0)))
     lv.append(end)
     idx.append(np.full(end.size, -1))
     return np.concatenate(lv), np.concatenate(idx)
@@ -314,7 +314,7 @@ def exercise_motion(exercise: str, subj: Subject, q: float, rng: np.random.Gener
     if exercise not in EXERCISES:
         raise ValueError(f"unknown exercise {exercise!r}; built-in exercises are {list(EXERCISES)}")
     dg = _degradation(subj, q, rng)
-    reps = int(rng.integers(3, 6))
+    reps = int(rng.integers(3, 5))
     period = {"Es1": 3.2, "Es2": 3.6, "Es3": 3.4, "Es4": 3.0, "Es5": 3.4}[exercise] * subj.speed
     level, rep = timeline(fps, reps, period, 1 - dg.hesitation, rng)
     T = level.size

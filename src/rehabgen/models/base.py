@@ -218,7 +218,7 @@ class GenerativeModel:
 
     # ---- public API ---------------------------------------------------------------------------
     @classmethod
-    def from_dataset(cls, ds: Dataset, preprocess: PreprocessConfig | None = None, max_len: int = 128,
+    def from_dataset(cls, ds: Dataset, preprocess: PreprocessConfig | None = None, max_len: int = 160,
                      score_name: str = "TS", **hparams) -> tuple["GenerativeModel", TrainArrays]:
         spec, arrays = prepare_data(ds, preprocess or PreprocessConfig(fps=10.0), max_len, score_name)
         return cls(spec, **hparams), arrays
