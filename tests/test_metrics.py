@@ -1,0 +1,118 @@
+"""Known-answer tests of the metric functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rehabgen.metrics import (
+    accuracy, average_pair_distance, average_per_class_pair_distance, bone_length_deviation, dtw_path, fid,
+    kinematic_wasserstein, limb_constraint_violations, mean_max_similarity, mean_max_similarity_real,
+    precision_recall_density_coverage, reference_bone_lengths, score_mae, warping_path_diversity,
+)
+from rehabgen.skeleton import KINECT_V2
+
+from conftest import arm_raise
+
+RNG = np.random.default_rng(0)
+REAL = RNG.normal(size=(400, 8))
+
+
+def test_fid_known_answers():
+    assert fid(REAL, REAL) < 1e-6
+    # two large Gaussian samples with identity covariance: FID ~ ||mu1 - mu2||^2
+    a = np.random.default_rng(1).normal(size=(20000, 3))
+    b = np.random.default_rng(2).normal(size=(20000, 3)) + [1.0, 2.0, 0.0]
+    assert fid(a, b) == pytest.approx(5.0, abs=0.1)
+    vals = [fid(REAL, REAL + c) for c in (0.0, 0.5, 1.0, 2.0)]
+    assert all(x < y for x, y in zip(vals, vals[1:]))
+    assert vals[3] == pytest.approx(8 * 4.0, rel=1e-6)  # shift 2 in 8 dims, same covariance
+
+
+def test_collapsed_generator_scores_low_diversity_coverage_recall():
+    good = np.random.default_rng(3).normal(size=(400, 8))
+    collapsed = np.repeat(good[:1], 400, axis=0)
+    g, c = precision_recall_density_coverage(REAL, good), precision_recall_density_coverage(REAL, collapsed)
+    assert c["coverage"] < 0.05 < 0.8 < g["coverage"]
+    assert c["recall"] < 0.05 and g["recall"] > 0.8
+    assert average_pair_distance(collapsed, rng=0) == 0.0 < average_pair_distance(good, rng=0)
+
+
+def test_noise_generator_scores_low_precision_and_density():
+    noise = np.random.default_rng(4).uniform(-20, 20, size=(400, 8))
+    m = precision_recall_density_coverage(REAL, noise)
+    good = precision_recall_density_coverage(REAL, np.random.default_rng(5).normal(size=(400, 8)))
+    assert m["precision"] < 0.1 < 0.8 < good["precision"]
+    assert m["density"] < 0.1 and good["density"] > 0.7
+    assert accuracy(np.random.default_rng(0).integers(0, 5, 500), np.zeros(500)) < 0.3
+
+
+def test_real_against_itself_is_perfect():
+    m = precision_recall_density_coverage(REAL, REAL)
+    assert m["precision"] == m["recall"] == m["coverage"] == 1.0
+    assert mean_max_similarity(REAL, REAL) == 0.0 < mean_max_similarity_real(REAL)
+
+
+def test_metrics_are_invariant_to_sample_order():
+    gen = np.random.default_rng(6).normal(size=(300, 8)) * 1.2
+    p = np.random.default_rng(7).permutation(300)
+    q = np.random.default_rng(8).permutation(400)
+    assert fid(REAL, gen) == pytest.approx(fid(REAL[q], gen[p]), rel=1e-9)
+    assert precision_recall_density_coverage(REAL, gen) == precision_recall_density_coverage(REAL[q], gen[p])
+    assert mean_max_similarity(REAL, gen) == pytest.approx(mean_max_similarity(REAL[q], gen[p]))
+    labels = np.arange(300) % 3
+    a = average_per_class_pair_distance(gen, labels, n_pairs=5000, rng=0)
+    b = average_per_class_pair_distance(gen[p], labels[p], n_pairs=5000, rng=0)
+    assert a == pytest.approx(b, rel=0.03)  # random pairs: equal in expectation
+
+
+def test_input_validation():
+    with pytest.raises(ValueError, match="feature dimensions differ"):
+        fid(REAL, REAL[:, :3])
+    with pytest.raises(ValueError, match="2-D array"):
+        fid(REAL[0], REAL)
+    with pytest.raises(ValueError, match="NaN"):
+        precision_recall_density_coverage(REAL, np.full((5, 8), np.nan))
+    with pytest.raises(ValueError, match="same shape"):
+        score_mae([1, 2], [1])
+    with pytest.raises(ValueError, match="no class has 2"):
+        average_per_class_pair_distance(REAL[:3], [0, 1, 2])
+
+
+def test_dtw_known_paths():
+    a = np.sin(np.linspace(0, 6, 50))[:, None] * np.ones((1, 4))
+    cost, path = dtw_path(a, a)
+    assert cost == pytest.approx(0.0, abs=1e-9) and (path[:, 0] == path[:, 1]).all() and len(path) == 50
+    b = np.concatenate([a[:1].repeat(10, 0), a])  # the same motion after a 10-frame wait
+    cost, path = dtw_path(b, a)
+    assert cost == pytest.approx(0.0, abs=1e-9)
+    assert tuple(path[0]) == (0, 0) and tuple(path[-1]) == (59, 49)
+    assert (path[10:, 0] - path[10:, 1] == 10).all()
+    with pytest.raises(ValueError, match="same channels"):
+        dtw_path(a, a[:, :2])
+
+
+def test_wpd_grows_with_timing_variety():
+    t = np.linspace(0, 1, 60)
+    same = [np.stack([np.sin(2 * np.pi * t)] * 3, -1) for _ in range(6)]
+    varied = [np.stack([np.sin(2 * np.pi * (t ** p))] * 3, -1) for p in (0.5, 0.7, 1.0, 1.4, 2.0, 2.5)]
+    assert warping_path_diversity(same, n_pairs=10, n_runs=2, rng=0) == 0.0
+    assert warping_path_diversity(varied, n_pairs=10, n_runs=2, rng=0) > 2.0
+
+
+def test_plausibility_known_answers():
+    real = np.stack([arm_raise(30, seed=i) for i in range(4)])
+    bones = KINECT_V2.bones
+    ref = reference_bone_lengths(real, bones)
+    assert bone_length_deviation(real, bones, ref) < 1e-6
+    big = real * 1.1  # every bone 10% longer
+    assert bone_length_deviation(big, bones, ref) == pytest.approx(0.1, abs=1e-6)
+    assert limb_constraint_violations(big, bones, ref, tol=0.05) == 1.0
+    assert limb_constraint_violations(real, bones, ref) == 0.0
+    k0 = kinematic_wasserstein(real, real)
+    assert all(v == 0.0 for v in k0.values())
+    jitter = [kinematic_wasserstein(real, real + np.random.default_rng(1).normal(0, s, real.shape))["jerk"]
+              for s in (0.001, 0.005, 0.02)]
+    assert jitter[0] < jitter[1] < jitter[2]
+    with pytest.raises(ValueError, match=r"\(n, T, J, 3\)"):
+        bone_length_deviation(real[0], bones, ref)
