@@ -1,0 +1,170 @@
+"""Downstream utility: does generated data help a rehabilitation-assessment model?
+
+Protocol. Subject-wise k folds over the generative model's training subjects. In every fold a
+fresh assessment network (FCN with two heads: clinical score and exercise) is trained on the
+fold's training subjects under four conditions:
+  real             real sequences only;
+  real+generated   plus one generated sequence per real one, conditioned on its exercise and score;
+  real+augmented   plus one classic augmentation per real one (jitter, time-warp, scaling);
+  tstr             generated sequences only (train on synthetic, test on real).
+Each fold model is tested on the fold's held-out subjects and on the held-out test subjects of
+the run. Only the latter is fully honest: the generator saw every training subject, so its
+samples may carry information about a fold's held-out subjects. Mean ± std over folds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from rehabgen.data.dataset import SCORE_RANGES, DataError, Dataset
+from rehabgen.data.splits import subject_kfold
+from rehabgen.metrics.evaluator import EVAL_LENGTH, FCN, augment, eval_inputs, eval_inputs_from_positions
+
+CONDITIONS = ("real", "real+generated", "real+augmented", "tstr")
+
+
+def classic_augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Jitter + random monotone time-warp + small scaling of each sequence x (n, T, C)."""
+    n, T, C = x.shape
+    out = np.empty_like(x)
+    t = np.arange(T)
+    for i in range(n):
+        speed = np.exp(np.convolve(rng.normal(0, 0.35, T), np.ones(9) / 9, mode="same"))
+        warp = np.concatenate([[0.0], np.cumsum(speed[:-1])])
+        warp = warp / warp[-1] * (T - 1)
+        xi = np.stack([np.interp(warp, t, x[i, :, c]) for c in range(C)], -1)
+        out[i] = xi * rng.uniform(0.95, 1.05) + rng.normal(0, 0.01, xi.shape)
+    return out
+
+
+def _train_assessor(x, ex, u, n_ex, steps, seed):
+    """FCN with a score head and an exercise head; u (n,) in [0,1] or NaN (ignored)."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    net = FCN(x.shape[-1], 1 + n_ex)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    X, E, U = torch.from_numpy(x).float(), torch.from_numpy(ex).long(), torch.from_numpy(u).float()
+    net.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(X), (min(32, len(X)),), generator=g)
+        out = net(augment(X[idx], g))
+        known = torch.isfinite(U[idx])
+        loss = nn.functional.cross_entropy(out[:, 1:], E[idx])
+        if known.any():
+            loss = loss + 4.0 * nn.functional.mse_loss(out[known, 0], U[idx][known])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+    return net
+
+
+def _predict(net, x):
+    with torch.no_grad():
+        out = net(torch.from_numpy(x).float()).numpy()
+    return np.clip(out[:, 0], 0, 1), out[:, 1:].argmax(-1)
+
+
+def _scores(pred_u, true_u, pred_ex, true_ex, lo, hi, exercises) -> dict:
+    ok = np.isfinite(true_u)
+    err = (pred_u - true_u)[ok]
+    res = {"rmse": float(np.sqrt((err ** 2).mean()) * (hi - lo)) if ok.any() else float("nan"),
+           "mae": float(np.abs(err).mean() * (hi - lo)) if ok.any() else float("nan"),
+           "rmse_unit": float(np.sqrt((err ** 2).mean())) if ok.any() else float("nan"),
+           "accuracy": float((pred_ex == true_ex).mean()), "per_exercise": {}}
+    for e, name in enumerate(exercises):
+        sel = ok & (true_ex == e)
+        if sel.any():
+            d = pred_u[sel] - true_u[sel]
+            res["per_exercise"][name] = {"rmse": float(np.sqrt((d ** 2).mean()) * (hi - lo)),
+                                         "mae": float(np.abs(d).mean() * (hi - lo))}
+    return res
+
+
+def _aggregate(runs: list[dict]) -> dict:
+    """List of nested dicts of floats -> same nesting with {mean, std, runs} leaves."""
+    first = runs[0]
+    out = {}
+    for k, v in first.items():
+        if isinstance(v, dict):
+            keys = [r[k] for r in runs if k in r]
+            common = set.intersection(*(set(d) for d in keys)) if keys else set()
+            out[k] = _aggregate([{kk: d[kk] for kk in common} for d in keys]) if common else {}
+        else:
+            vals = [r[k] for r in runs if k in r]
+            out[k] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)), "runs": vals}
+    return out
+
+
+def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int = 3, seed: int = 0,
+                     n_gen_per_real: int = 1, steps: int = 300, score_name: str = "TS", progress: bool = False) -> dict:
+    """Run the protocol above. `generate(exercises: list[str], scores: ndarray, seed) -> (n, T, J, 3)`
+    metres; None skips the conditions that need it."""
+    folds = subject_kfold(train_ds, k=k, seed=seed)
+    ex_names = tuple(train_ds.exercises)
+    lo, hi = SCORE_RANGES.get(score_name, (None, None))
+    x, ex, sc = eval_inputs(train_ds, score_name)
+    if lo is None:
+        ok = sc[np.isfinite(sc)]
+        lo, hi = float(ok.min()), float(max(ok.max(), ok.min() + 1))
+    u = (sc - lo) / (hi - lo)
+    xt, ext, sct = eval_inputs(test_ds, score_name) if len(test_ds) else (None, None, None)
+    ut = (sct - lo) / (hi - lo) if xt is not None else None
+    mean = x.reshape(-1, x.shape[-1]).mean(0)
+    std = x.reshape(-1, x.shape[-1]).std(0) + 1e-3
+
+    def z(a):
+        return ((a - mean) / std).astype(np.float32)
+
+    conditions = ["real", "real+augmented"]
+    xg = None
+    if generate is not None:
+        conditions = list(CONDITIONS)
+        reps = np.repeat(np.arange(len(train_ds)), n_gen_per_real)
+        names = [train_ds[i].exercise for i in reps]
+        gen_sc = sc[reps]
+        pos = generate(names, gen_sc, seed)
+        xg = eval_inputs_from_positions(pos, train_ds.skeleton, ex[reps], gen_sc)[0]
+        gen_of = reps
+    rng = np.random.default_rng(seed)
+    xa = classic_augment(x, rng)
+    results = {c: {"fold_test": [], "held_out_test": []} for c in conditions}
+    fold_info = []
+    it = enumerate(folds)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(list(it), desc="downstream study", unit="fold")
+    for f, (tr, te) in it:
+        tr_subj = {train_ds[i].subject for i in tr}
+        te_subj = {train_ds[i].subject for i in te}
+        if tr_subj & te_subj:
+            raise DataError(f"fold {f}: subjects on both sides: {sorted(tr_subj & te_subj)}")
+        fold_info.append({"train_subjects": sorted(tr_subj), "test_subjects": sorted(te_subj)})
+        tr, te = np.array(tr), np.array(te)
+        for c in conditions:
+            if c == "real":
+                X, E, U = x[tr], ex[tr], u[tr]
+            elif c == "real+augmented":
+                X, E, U = np.concatenate([x[tr], xa[tr]]), np.concatenate([ex[tr], ex[tr]]), np.concatenate([u[tr], u[tr]])
+            else:
+                g_sel = np.flatnonzero(np.isin(gen_of, tr))
+                if c == "tstr":
+                    X, E, U = xg[g_sel], ex[gen_of[g_sel]], u[gen_of[g_sel]]
+                else:
+                    X = np.concatenate([x[tr], xg[g_sel]])
+                    E = np.concatenate([ex[tr], ex[gen_of[g_sel]]])
+                    U = np.concatenate([u[tr], u[gen_of[g_sel]]])
+            net = _train_assessor(z(X), E, U, len(ex_names), steps, seed + 17 * f)
+            pu, pe = _predict(net, z(x[te]))
+            results[c]["fold_test"].append(_scores(pu, u[te], pe, ex[te], lo, hi, ex_names))
+            if xt is not None:
+                pu, pe = _predict(net, z(xt))
+                results[c]["held_out_test"].append(_scores(pu, ut, pe, ext, lo, hi, ex_names))
+    summary = {c: {side: _aggregate(runs) for side, runs in v.items() if runs} for c, v in results.items()}
+    return {"protocol": __doc__.strip(), "k": k, "score": score_name, "score_range": [lo, hi],
+            "input_length": EVAL_LENGTH, "folds": fold_info, "conditions": summary}
