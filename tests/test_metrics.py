@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rehabgen.metrics import (
-    accuracy, average_pair_distance, average_per_class_pair_distance, bone_length_deviation, dtw_path, fid,
+    accuracy, average_pair_distance, average_per_class_pair_distance, bone_length_deviation, bone_length_error, dtw_path,
+    fid,
     kinematic_wasserstein, limb_constraint_violations, mean_max_similarity, mean_max_similarity_real,
     precision_recall_density_coverage, reference_bone_lengths, score_mae, warping_path_diversity,
 )
@@ -107,6 +108,7 @@ def test_plausibility_known_answers():
     assert bone_length_deviation(real, bones, ref) < 1e-6
     big = real * 1.1  # every bone 10% longer
     assert bone_length_deviation(big, bones, ref) == pytest.approx(0.1, abs=1e-6)
+    assert bone_length_error(big, bones, ref) == pytest.approx(0.1, abs=1e-6) and bone_length_error(real, bones, ref) < 1e-9
     assert limb_constraint_violations(big, bones, ref, tol=0.05) == 1.0
     assert limb_constraint_violations(real, bones, ref) == 0.0
     k0 = kinematic_wasserstein(real, real)

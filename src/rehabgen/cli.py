@@ -178,8 +178,8 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpointed)."),
-    max_len: int = typer.Option(160, "--max-len", min=8, help="Longest sequence in frames (longer are cropped)."),
-    fps: float = typer.Option(10.0, "--fps", help="Frame rate the model works at."),
+    max_len: int = typer.Option(80, "--max-len", min=8, help="Longest sequence in frames (longer are cropped)."),
+    fps: float = typer.Option(5.0, "--fps", help="Frame rate the model works at."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of subjects held out for evaluation."),
     ckpt_every: int = typer.Option(200, "--ckpt-every", min=1, help="Checkpoint period in steps."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size."),
@@ -343,7 +343,7 @@ def evaluate_cmd(
                            steps=steps)
     except (DataError, ModelError) as e:
         fail(str(e))
-    Console().print(metrics_table(res["metrics"]))
+    print(metrics_table(res["metrics"]))
     console.print(f"report: {res['report']}  ({res['seconds']:.0f} s)")
 
 
@@ -363,7 +363,7 @@ def compare_cmd(
         fail(str(e))
     names = [f"{r['family']} ({Path(p).name})" for r, p in zip(results, reports)]
     table = compare_table(results, names)
-    Console().print(table)
+    print(table)
     if out:
         from rehabgen.data.kimore import atomic_write_bytes
 

@@ -28,7 +28,7 @@ from rehabgen.runs import load_model, load_split, versions, write_json, split_da
 
 # which way is better, for the report's arrows
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "density", "coverage", "apd", "acpd", "wpd"}
-LOWER_IS_BETTER = {"fid", "fid_regressor", "score_mae", "bone_length_deviation", "limb_violations",
+LOWER_IS_BETTER = {"fid", "fid_regressor", "score_mae", "bone_length_error", "bone_length_deviation", "limb_violations",
                    "velocity_w", "acceleration_w", "jerk_w"}
 # diversity-type metrics are best when close to the real value, not maximal
 CLOSE_TO_REAL = {"apd", "acpd", "wpd", "mms"}
@@ -43,7 +43,9 @@ def _model_space_real(model, ds: Dataset) -> np.ndarray:
     padded by holding the last frame; for kinematic comparisons at the model's frame rate."""
     from rehabgen.preprocess import PreprocessConfig, preprocess_dataset
 
-    pcfg = PreprocessConfig(**{**model.spec.preprocess, "buckets": tuple(model.spec.preprocess.get("buckets", ()))})
+    # the model's preprocessing, but every gap filled: the reference must not contain holes
+    pcfg = PreprocessConfig(**{**model.spec.preprocess, "max_gap": 10 ** 6,
+                               "buckets": tuple(model.spec.preprocess.get("buckets", ()))})
     pre, tfs = preprocess_dataset(ds, pcfg)
     seqs = []
     for s, tf in zip(pre.sequences, tfs):
@@ -77,7 +79,7 @@ def sample_set_metrics(ev, skeleton, exercises_vocab, S_pos: list[np.ndarray], S
                        R_feats: dict, R_pos: list[np.ndarray], ref_bones: np.ndarray, fps: float, rng) -> dict:
     """Every metric of one sample set S against the real training set R."""
     from rehabgen.metrics import (
-        accuracy, average_pair_distance, average_per_class_pair_distance, bone_length_deviation, fid,
+        accuracy, average_pair_distance, average_per_class_pair_distance, bone_length_deviation, bone_length_error, fid,
         kinematic_wasserstein, limb_constraint_violations, mean_max_similarity, precision_recall_density_coverage,
         score_mae, warping_path_diversity,
     )
@@ -102,6 +104,7 @@ def sample_set_metrics(ev, skeleton, exercises_vocab, S_pos: list[np.ndarray], S
         "apd": average_pair_distance(f_cls, rng=rng),
         "acpd": average_per_class_pair_distance(f_cls, ex_idx, rng=rng),
         "wpd": warping_path_diversity(x, n_pairs=min(100, len(x) * 2), n_runs=2, rng=rng),
+        "bone_length_error": bone_length_error(S_arr, skeleton.bones, ref_bones),
         "bone_length_deviation": bone_length_deviation(S_arr, skeleton.bones, ref_bones),
         "limb_violations": limb_constraint_violations(S_arr, skeleton.bones, ref_bones, tol=0.1),
     }

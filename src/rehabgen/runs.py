@@ -66,7 +66,7 @@ def load_model(run_dir: str | Path) -> GenerativeModel:
 
 
 def train_run(data: str | Path, family: str, out: str | Path, steps: int | None = None, seed: int = 0,
-              resume: bool = False, max_len: int = 160, fps: float = 10.0, test_fraction: float = 0.2,
+              resume: bool = False, max_len: int = 80, fps: float = 5.0, test_fraction: float = 0.2,
               max_minutes: float | None = None, ckpt_every: int = 200, hparams: dict | None = None,
               progress: bool = True, accelerator=None, is_main: bool = True) -> dict:
     out = Path(out)

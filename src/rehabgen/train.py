@@ -185,6 +185,8 @@ def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0
     for step in range(start, steps):
         batch = _batch(data, n, bs, seed, step, rank, world)
         logs = model.train_step(nets, opts, batch, acc)
+        model.step = step + 1
+        model.ema_update({k: acc.unwrap_model(v) for k, v in nets.items()})
         for s in lr_scheds.values():
             s.step()
         loss = logs["loss"]

@@ -40,6 +40,15 @@ def bone_length_deviation(gen, bones, reference_lengths) -> float:
     return float(np.nanmean(np.abs(L - ref) / ref))
 
 
+def bone_length_error(gen, bones, reference_lengths) -> float:
+    """Mean over bones of |median_gen(L) - L_ref| / L_ref: are the bodies the right size and
+    proportions (the per-frame wobble is `bone_length_deviation`)."""
+    L = _bone_lengths(_motion(gen, "gen"), bones)
+    ref = np.asarray(reference_lengths, np.float64)
+    med = np.nanmedian(L.reshape(-1, L.shape[-1]), axis=0)
+    return float(np.nanmean(np.abs(med - ref) / ref))
+
+
 def limb_constraint_violations(gen, bones, reference_lengths, tol: float = 0.1) -> float:
     """Share of (sample, frame, bone) whose length is off by more than `tol` (relative)."""
     L = _bone_lengths(_motion(gen, "gen"), bones)

@@ -179,13 +179,58 @@ class GenerativeModel:
     defaults: ClassVar[dict] = {}
 
     def __init__(self, spec: DataSpec, **hparams):
-        unknown = set(hparams) - set(self.defaults) - {"lr", "batch_size", "weight_decay", "grad_clip"}
+        unknown = set(hparams) - set(self.defaults) - {"lr", "batch_size", "weight_decay", "grad_clip", "ema"}
         if unknown:
             raise ModelError(f"{self.family}: unknown hyper-parameter(s) {sorted(unknown)}; known: {sorted(self.defaults)}")
         self.spec = spec
-        self.hparams = {"lr": 2e-4, "batch_size": 32, "weight_decay": 0.0, "grad_clip": 1.0, **self.defaults, **hparams}
+        self.hparams = {"lr": 2e-4, "batch_size": 32, "weight_decay": 0.0, "grad_clip": 1.0, "ema": 0.0,
+                        **self.defaults, **hparams}
         self.nets: dict[str, nn.Module] = self.build()
         self.step = 0
+        # exponential moving average of the weights (used for sampling when ema > 0): on tiny
+        # data and short CPU budgets it removes most of the step-to-step noise of the weights
+        self.ema: dict[str, dict[str, torch.Tensor]] = {}
+
+    # ---- weight averaging --------------------------------------------------------------------
+    @torch.no_grad()
+    def ema_update(self, nets: dict[str, nn.Module] | None = None) -> None:
+        decay = float(self.hparams["ema"])
+        if decay <= 0:
+            return
+        for k, net in (nets or self.nets).items():
+            sd = net.state_dict()
+            if k not in self.ema:
+                self.ema[k] = {n: t.detach().clone().float() for n, t in sd.items()}
+                continue
+            # warm-up: average from the start instead of from the random initialisation
+            d = min(decay, (1 + self.step) / (10 + self.step))
+            for n, t in sd.items():
+                e = self.ema[k][n]
+                if t.dtype.is_floating_point:
+                    e.mul_(d).add_(t.detach().float(), alpha=1 - d)
+                else:
+                    e.copy_(t)
+
+    def averaged(self):
+        """Context in which the nets hold their EMA weights (a no-op without EMA)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            if not self.ema:
+                yield
+                return
+            saved = {k: {n: t.detach().clone() for n, t in net.state_dict().items()} for k, net in self.nets.items()}
+            for k, net in self.nets.items():
+                if k in self.ema:
+                    net.load_state_dict({n: self.ema[k][n].to(t.dtype) for n, t in net.state_dict().items()})
+            try:
+                yield
+            finally:
+                for k, net in self.nets.items():
+                    net.load_state_dict(saved[k])
+
+        return ctx()
 
     # ---- to implement ---------------------------------------------------------------------
     def build(self) -> dict[str, nn.Module]:
@@ -218,9 +263,9 @@ class GenerativeModel:
 
     # ---- public API ---------------------------------------------------------------------------
     @classmethod
-    def from_dataset(cls, ds: Dataset, preprocess: PreprocessConfig | None = None, max_len: int = 160,
+    def from_dataset(cls, ds: Dataset, preprocess: PreprocessConfig | None = None, max_len: int = 80,
                      score_name: str = "TS", **hparams) -> tuple["GenerativeModel", TrainArrays]:
-        spec, arrays = prepare_data(ds, preprocess or PreprocessConfig(fps=10.0), max_len, score_name)
+        spec, arrays = prepare_data(ds, preprocess or PreprocessConfig(fps=5.0), max_len, score_name)
         return cls(spec, **hparams), arrays
 
     def fit(self, ds: Dataset | TrainArrays, steps: int = 1000, seed: int = 0, out_dir: str | Path | None = None,
@@ -262,9 +307,10 @@ class GenerativeModel:
             net.eval()
         gen = torch.Generator().manual_seed(int(seed))
         out = []
-        for i in range(0, n, batch_size):
-            z = self.generate(ex[i:i + batch_size], sc[i:i + batch_size], int(length), gen, **kwargs)
-            out.append(z.float().cpu().numpy())
+        with self.averaged():
+            for i in range(0, n, batch_size):
+                z = self.generate(ex[i:i + batch_size], sc[i:i + batch_size], int(length), gen, **kwargs)
+                out.append(z.float().cpu().numpy())
         return self.spec.normalizer.decode(np.concatenate(out))
 
     def n_parameters(self) -> int:
@@ -285,6 +331,7 @@ class GenerativeModel:
         try:
             tensors = {f"{k}.{n}": t.detach().cpu().contiguous() for k, net in self.nets.items()
                        for n, t in net.state_dict().items()}
+            tensors.update({f"ema.{k}.{n}": t.cpu().contiguous() for k, sd in self.ema.items() for n, t in sd.items()})
             save_file(tensors, tmp / "model.safetensors")
             (tmp / "model.json").write_text(json.dumps(self.metadata(), indent=1))
             replace_dir(tmp, path)
@@ -308,6 +355,11 @@ class GenerativeModel:
         return model
 
     def load_tensors(self, tensors: dict[str, torch.Tensor], source: str = "") -> None:
+        self.ema = {}
+        for k in self.nets:
+            e = {n[len(k) + 5:]: t.float().clone() for n, t in tensors.items() if n.startswith(f"ema.{k}.")}
+            if e:
+                self.ema[k] = e
         for k, net in self.nets.items():
             sd = {n[len(k) + 1:]: t for n, t in tensors.items() if n.startswith(k + ".")}
             try:

@@ -66,6 +66,7 @@ class DiffusionModel(GenerativeModel):
         "w_vel": 1.0, "w_bone": 0.5,
         "loss_on_filled": False,  # gap-filled values are inputs, never targets, by default
         "sampler": "dpm", "steps": 20, "guidance": 2.0,
+        "lr": 1e-3, "ema": 0.99,  # short CPU budgets: a high rate, and sampling from averaged weights
     }
 
     def build(self):

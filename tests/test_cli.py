@@ -1,0 +1,126 @@
+"""The `rehabgen` command end to end on built-in data: synth, inspect, train, sample, render,
+complete, evaluate, compare; plus clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rehabgen.cli import app
+from rehabgen.samples import load_samples
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("k") / "k"
+    r = run("data", "synth", d, "--subjects", 10, "--seed", 0)
+    assert r.exit_code == 0, r.output
+    return d
+
+
+def test_synth_refuses_to_overwrite(data):
+    r = run("data", "synth", data, "--subjects", 2)
+    assert r.exit_code == 2 and "folder is not empty" in r.output
+
+
+def test_inspect_json(data):
+    r = run("data", "inspect", data, "--json")
+    assert r.exit_code == 0
+    s = json.loads(r.stdout)
+    assert s["n_subjects"] == 10 and s["n_sequences"] >= 45
+    assert set(s["per_exercise"]) == {"Es1", "Es2", "Es3", "Es4", "Es5"}
+    assert s["quarantined"] == [] and 0 < s["pct_invalid_joints"] < 10
+    assert run("data", "inspect", data).exit_code == 0
+
+
+def test_inspect_lists_quarantined_files(tmp_path):
+    from conftest import write_subject
+
+    root = tmp_path / "q"
+    s = write_subject(root, "Expert", "E_ID1")
+    (s / "Es2" / "Raw" / "JointPosition_E_ID1.csv").write_text("")
+    r = run("data", "inspect", root, "--json")
+    q = json.loads(r.stdout)["quarantined"]
+    assert q == [{"path": str(s / "Es2" / "Raw" / "JointPosition_E_ID1.csv"), "reason": "file is empty"}]
+
+
+def test_bad_paths_give_clear_errors(tmp_path):
+    r = run("data", "inspect", tmp_path / "missing")
+    assert r.exit_code == 2 and "no such file or directory" in r.output
+    r = run("sample", tmp_path, "--exercise", "Es1", "--out", tmp_path / "x.npz")
+    assert r.exit_code == 2 and "no trained model here" in r.output
+    r = run("render", tmp_path / "nope.npz")
+    assert r.exit_code == 2 and "file not found" in r.output
+
+
+@pytest.fixture(scope="module")
+def run_dir(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    r = run("train", "--data", data, "--out", out, "--model", "diffusion", "--steps", 40, "--fps", 5,
+            "--max-len", 60, "--set", "d_model=32", "--set", "n_layers=1", "--set", "ff=64", "--seed", 0)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_train_writes_run_folder(run_dir):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["model"] == "diffusion" and cfg["seed"] == 0 and cfg["preprocess"]["fps"] == 5
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["test"] and not set(split["train"]) & set(split["test"])
+    assert (run_dir / "log.csv").read_text().startswith("step,")
+
+
+def test_sample_render_and_reproducibility(run_dir, tmp_path):
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    for f in (a, b):
+        r = run("sample", run_dir, "--exercise", "Es1,Es5", "--score", 35, "--n", 3, "--steps", 5, "--seed", 1,
+                "--out", f)
+        assert r.exit_code == 0, r.output
+    sa, sb = load_samples(a), load_samples(b)
+    np.testing.assert_array_equal(sa["positions"], sb["positions"])
+    assert sa["positions"].shape[0] == 6 and sa["exercise"].tolist() == ["Es1"] * 3 + ["Es5"] * 3
+    assert sa["config"]["seed"] == 1 and json.loads((tmp_path / "a.json").read_text())["steps"] == 5
+    r = run("render", a, "--out", tmp_path / "a.gif", "--max-frames", 5)
+    assert r.exit_code == 0 and (tmp_path / "a.gif").stat().st_size > 1000
+    r = run("sample", run_dir, "--exercise", "Es9", "--out", tmp_path / "c.npz")
+    assert r.exit_code == 2 and "unknown exercise 'Es9'" in r.output
+
+
+def test_complete(run_dir, data, tmp_path):
+    r = run("complete", run_dir, "--data", data, "--exercise", "Es1", "--drop", "5:12", "--steps", 5,
+            "--out", tmp_path / "c.npz")
+    assert r.exit_code == 0, r.output
+    c = load_samples(tmp_path / "c.npz")
+    known = np.array(c["config"]["known_mask"])
+    assert not known[5:12].any() and np.isfinite(c["positions"]).all()
+
+
+def test_evaluate_and_compare(run_dir, data, tmp_path, monkeypatch):
+    monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "rep"
+    r = run("evaluate", run_dir, "--data", data, "--out", out, "--repeats", 2, "--folds", 2, "--steps", 5)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    for k in ("fid", "accuracy", "score_mae", "precision", "recall", "density", "coverage", "mms", "apd", "acpd",
+              "wpd", "bone_length_deviation", "velocity_w", "jerk_w"):
+        for side in ("generated", "real_reference"):
+            assert len(m["metrics"][k][side]["runs"]) == 2, (k, side)
+    assert m["evaluator"]["n"] == m["n_test_sequences"] > 0
+    assert set(m["downstream"]["conditions"]) == {"real", "real+generated", "real+augmented", "tstr"}
+    for f in m["downstream"]["folds"]:
+        assert not set(f["train_subjects"]) & set(f["test_subjects"])
+    report = (out / "report.md").read_text()
+    assert "| metric | generated | real reference |" in report and "Downstream utility" in report
+    for f in ("metrics.png", "features_pca.png", "trajectories.png", "samples.gif", "config.json"):
+        assert (out / f).stat().st_size > 0
+    r = run("compare", out, out, "--out", tmp_path / "cmp.md")
+    assert r.exit_code == 0 and "| fid" in (tmp_path / "cmp.md").read_text()
