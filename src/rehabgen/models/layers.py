@@ -76,7 +76,8 @@ class MotionTransformer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, d_out)
 
-    def forward(self, x: torch.Tensor, prefix: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, prefix: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (B, P+T, d) of prefix tokens and frames."""
         B, T, _ = x.shape
         P = prefix.shape[1]
         h = torch.cat([prefix, self.inp(x)], dim=1)  # (B, P+T, d)
@@ -84,8 +85,10 @@ class MotionTransformer(nn.Module):
         mask = None
         if pad is not None:
             mask = torch.cat([torch.zeros(B, P, dtype=torch.bool, device=x.device), pad], dim=1)
-        h = self.encoder(h, src_key_padding_mask=mask)
-        return self.out(self.norm(h[:, P:]))
+        return self.norm(self.encoder(h, src_key_padding_mask=mask))
+
+    def forward(self, x: torch.Tensor, prefix: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(self.encode(x, prefix, pad)[:, prefix.shape[1]:])
 
 
 def padding_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
