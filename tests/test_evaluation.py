@@ -85,8 +85,8 @@ def test_downstream_study_no_leak_oracle_beats_noise(split):
     def noise(exs, scores, seed):
         return rng.normal(0, 0.5, size=(len(exs), 60, 25, 3)).astype(np.float32)
 
-    a = assessment_study(tr, te, oracle, k=3, seed=0, steps=80)
-    b = assessment_study(tr, te, noise, k=3, seed=0, steps=80)
+    a = assessment_study(tr, te, oracle, k=2, seed=0, steps=60)
+    b = assessment_study(tr, te, noise, k=2, seed=0, steps=60)
     for f in a["folds"]:
         assert not set(f["train_subjects"]) & set(f["test_subjects"])
     assert set(a["conditions"]) == {"real", "real+generated", "real+augmented", "tstr"}
@@ -94,7 +94,7 @@ def test_downstream_study_no_leak_oracle_beats_noise(split):
     assert {"rmse", "mae", "rmse_unit", "accuracy", "per_exercise"} <= set(ho)
     assert b["conditions"]["tstr"]["held_out_test"]["rmse"]["mean"] > ho["rmse"]["mean"]
     assert b["conditions"]["tstr"]["held_out_test"]["accuracy"]["mean"] <= ho["accuracy"]["mean"]
-    only_real = assessment_study(tr, te, None, k=3, seed=0, steps=20)
+    only_real = assessment_study(tr, te, None, k=2, seed=0, steps=10)
     assert set(only_real["conditions"]) == {"real", "real+augmented"}
 
 

@@ -79,7 +79,7 @@ def sample_set_metrics(ev, skeleton, exercises_vocab, S_pos: list[np.ndarray], S
                        R_feats: dict, R_pos: list[np.ndarray], ref_bones: np.ndarray, fps: float, rng) -> dict:
     """Every metric of one sample set S against the real training set R."""
     from rehabgen.metrics import (
-        accuracy, average_pair_distance, average_per_class_pair_distance, bone_length_deviation, bone_length_error, fid,
+        accuracy, average_pair_distance, bone_length_deviation, bone_length_error, fid,
         kinematic_wasserstein, limb_constraint_violations, mean_max_similarity, precision_recall_density_coverage,
         score_mae, warping_path_diversity,
     )
@@ -102,7 +102,7 @@ def sample_set_metrics(ev, skeleton, exercises_vocab, S_pos: list[np.ndarray], S
         **prdc,
         "mms": mean_max_similarity(R_feats["classifier"], f_cls),
         "apd": average_pair_distance(f_cls, rng=rng),
-        "acpd": average_per_class_pair_distance(f_cls, ex_idx, rng=rng),
+        "acpd": _acpd(f_cls, ex_idx, rng),
         "wpd": warping_path_diversity(x, n_pairs=min(100, len(x) * 2), n_runs=2, rng=rng),
         "bone_length_error": bone_length_error(S_arr, skeleton.bones, ref_bones),
         "bone_length_deviation": bone_length_deviation(S_arr, skeleton.bones, ref_bones),
@@ -111,6 +111,16 @@ def sample_set_metrics(ev, skeleton, exercises_vocab, S_pos: list[np.ndarray], S
     kin = kinematic_wasserstein(_pad(R_pos), S_arr, fps=fps)
     out.update({"velocity_w": kin["velocity"], "acceleration_w": kin["acceleration"], "jerk_w": kin["jerk"]})
     return {k: float(v) for k, v in out.items()}
+
+
+def _acpd(f, labels, rng) -> float:
+    """Per-exercise diversity; undefined (NaN) when no exercise has two samples in the set."""
+    from rehabgen.metrics import average_per_class_pair_distance
+
+    try:
+        return average_per_class_pair_distance(f, labels, rng=rng)
+    except ValueError:
+        return float("nan")
 
 
 def _mean_std(runs: list[dict]) -> dict:

@@ -6,6 +6,8 @@ al. 2020 (density, coverage) and Kynkäänniemi et al. 2019 (precision, recall).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 from scipy.spatial.distance import cdist
@@ -38,7 +40,9 @@ def fid(real: np.ndarray, gen: np.ndarray) -> float:
     mu_r, mu_g = r.mean(0), g.mean(0)
     s_r, s_g = np.cov(r, rowvar=False), np.cov(g, rowvar=False)
     s_r, s_g = np.atleast_2d(s_r), np.atleast_2d(s_g)
-    covmean = linalg.sqrtm(s_r @ s_g)
+    with warnings.catch_warnings():  # singular products (few samples) are handled just below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s_r @ s_g)
     if not np.isfinite(covmean).all():
         eps = 1e-6 * np.eye(s_r.shape[0])
         covmean = linalg.sqrtm((s_r + eps) @ (s_g + eps))
