@@ -124,3 +124,26 @@ def test_evaluate_and_compare(run_dir, data, tmp_path, monkeypatch):
         assert (out / f).stat().st_size > 0
     r = run("compare", out, out, "--out", tmp_path / "cmp.md")
     assert r.exit_code == 0 and "| fid" in (tmp_path / "cmp.md").read_text()
+
+
+def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "trun"
+    r = run("train", "--data", data, "--out", out, "--text", "--steps", 30, "--max-len", 60, "--set", "d_model=32",
+            "--set", "n_layers=1", "--set", "ff=64")
+    assert r.exit_code == 0, r.output
+    r = run("generate", out, "--text", "raise both arms slowly above the head", "--n", 2, "--steps", 5,
+            "--out", tmp_path / "g.npz")
+    assert r.exit_code == 0, r.output
+    g = load_samples(tmp_path / "g.npz")
+    assert g["positions"].shape[0] == 2 and g["config"]["text"].startswith("raise both arms")
+    r = run("evaluate", out, "--data", data, "--out", tmp_path / "rep", "--repeats", 1, "--no-downstream",
+            "--steps", 5)
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    for k in ("r_precision_top1", "r_precision_top3", "mm_distance", "text_fid", "text_accuracy"):
+        assert set(m["metrics"][k]) == {"generated", "real_reference"}
+    assert set(m["text"]["quality_control"]) == {"Es1", "Es2", "Es3", "Es4", "Es5"}
+    assert "quality phrases move the score" in (tmp_path / "rep" / "report.md").read_text()
+    r = run("generate", tmp_path / "nowhere", "--text", "x", "--out", tmp_path / "h.npz")
+    assert r.exit_code == 2 and "no trained model here" in r.output

@@ -129,7 +129,8 @@ def render_cmd(
             fail(f"{source}: no samples of exercise {exercise!r}")
         idx = idx[:n]
         seqs = [smp["positions"][i] for i in idx]
-        titles = [f"{smp['exercise'][i]} score {float(smp['score'][i]):.0f}" for i in idx]
+        titles = [f"{smp['exercise'][i]}" + (f" score {float(smp['score'][i]):.0f}" if np.isfinite(smp["score"][i]) else "")
+                  for i in idx]
         valid, skeleton, fps = None, smp["skeleton"], float(smp.get("fps", 15.0))
         default_out = source.with_suffix(".gif")
     else:
@@ -185,6 +186,7 @@ def train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     sets: list[str] = typer.Option([], "--set", help="Model hyper-parameter key=value (repeatable)."),
+    text: bool = typer.Option(False, "--text", help="Also condition on text descriptions (diffusion; needs rehabgen[text])."),
 ):
     """Train a generative model. Works under `torchrun --nproc_per_node=2` (data parallel)."""
     import os
@@ -192,8 +194,13 @@ def train_cmd(
     from rehabgen.data import DataError
     from rehabgen.models import ModelError
     from rehabgen.runs import train_run
+    from rehabgen.text.encoder import TextEncoderError
 
     hp = _parse_sets(sets)
+    if text:
+        if model != "diffusion":
+            fail("--text is supported by the diffusion family only")
+        hp["text_encoder"] = "minilm"
     if batch_size:
         hp["batch_size"] = batch_size
     if lr:
@@ -206,7 +213,7 @@ def train_cmd(
         res = train_run(data, model, out, steps=steps, seed=seed, resume=resume, max_len=max_len, fps=fps,
                         test_fraction=test_fraction, max_minutes=minutes, ckpt_every=ckpt_every, hparams=hp,
                         is_main=rank == 0)
-    except (DataError, ModelError) as e:
+    except (DataError, ModelError, TextEncoderError) as e:
         fail(str(e))
     if rank == 0:
         s = res["summary"]
@@ -270,6 +277,37 @@ def sample_cmd(
                  cfg, model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
     console.print(f"wrote {len(exs)} samples to {out}")
+
+
+@app.command("generate")
+def generate_cmd(
+    run_dir: Path = typer.Argument(..., help="Run folder of a model trained with `--text`."),
+    text: str = typer.Option(..., "--text", help="Free-text description of the exercise and how it is performed."),
+    out: Path = typer.Option(..., "--out", help="Output .npz."),
+    n: int = typer.Option(4, "--n", min=1),
+    length: Optional[int] = typer.Option(None, "--length", help="Frames (at the model's fps)."),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    guidance: Optional[float] = typer.Option(None, "--guidance"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Generate sequences from a free-text description."""
+    import numpy as np
+
+    from rehabgen.models import ModelError
+    from rehabgen.runs import load_model, write_json
+    from rehabgen.samples import save_samples
+    from rehabgen.text.encoder import TextEncoderError
+
+    kw = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
+    try:
+        model = load_model(run_dir)
+        pos = model.sample_text(text, n=n, length=length, seed=seed, **kw)
+    except (ModelError, TextEncoderError, ValueError) as e:
+        fail(str(e))
+    cfg = _samples_out_config(run_dir, model, text=text, n=n, length=length, seed=seed, **kw)
+    save_samples(out, pos, ["text"] * n, np.full(n, np.nan), model.spec.skeleton, cfg, model.spec.fps)
+    write_json(out.with_suffix(".json"), cfg)
+    console.print(f"wrote {n} samples for {text!r} to {out}")
 
 
 @app.command("complete")
@@ -378,8 +416,8 @@ def compare_cmd(
 def demo_cmd(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for data, run, samples and pictures."),
     subjects: int = typer.Option(20, "--subjects", min=2, help="Subjects of built-in data."),
-    minutes: float = typer.Option(3.0, "--minutes", help="CPU minutes of diffusion training."),
-    steps: int = typer.Option(4000, "--steps", help="Upper bound on training steps."),
+    minutes: float = typer.Option(4.0, "--minutes", help="CPU minutes of diffusion training."),
+    steps: int = typer.Option(6000, "--steps", help="Upper bound on training steps."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Run the evaluation suite at the end."),
     seed: int = typer.Option(0, "--seed"),
 ):
@@ -420,13 +458,12 @@ def demo_cmd(
     console.print(f"samples: {out / 'samples.npz'}\nanimation: {gif}")
     if evaluate:
         console.rule("4. evaluate against held-out real subjects")
-        try:
-            from rehabgen.evaluate import evaluate_run
-        except ImportError:
-            console.print("evaluation suite not installed in this version; skipping")
-        else:
-            rep = evaluate_run(run_dir, data_dir, out / "report", n=20, seed=seed)
-            console.print(f"report: {rep['report']}")
+        from rehabgen.evaluate import evaluate_run
+        from rehabgen.report import metrics_table
+
+        rep = evaluate_run(run_dir, data_dir, out / "report", seed=seed)
+        print(metrics_table(rep["metrics"]))
+        console.print(f"report: {rep['report']}")
     console.rule("done")
     console.print(f"everything is in {out}/: data/, run/ (model, log.csv, config.json), samples.gif")
 

@@ -27,9 +27,10 @@ from rehabgen.data.dataset import Dataset
 from rehabgen.runs import load_model, load_split, versions, write_json, split_dataset
 
 # which way is better, for the report's arrows
-HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "density", "coverage", "apd", "acpd", "wpd"}
+HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "density", "coverage", "apd", "acpd", "wpd",
+                    "r_precision_top1", "r_precision_top2", "r_precision_top3", "text_accuracy"}
 LOWER_IS_BETTER = {"fid", "fid_regressor", "score_mae", "bone_length_error", "bone_length_deviation", "limb_violations",
-                   "velocity_w", "acceleration_w", "jerk_w"}
+                   "velocity_w", "acceleration_w", "jerk_w", "mm_distance", "text_fid"}
 # diversity-type metrics are best when close to the real value, not maximal
 CLOSE_TO_REAL = {"apd", "acpd", "wpd", "mms"}
 
@@ -124,9 +125,14 @@ def _acpd(f, labels, rng) -> float:
 
 
 def _mean_std(runs: list[dict]) -> dict:
-    keys = runs[0].keys()
-    return {k: {"mean": float(np.nanmean([r[k] for r in runs])), "std": float(np.nanstd([r[k] for r in runs])),
-                "runs": [r[k] for r in runs]} for k in keys}
+    """{metric: {mean, std, runs}}; NaN runs (undefined on a set) are left out of mean and std."""
+    out = {}
+    for k in runs[0]:
+        vals = np.array([r[k] for r in runs], np.float64)
+        ok = vals[np.isfinite(vals)]
+        out[k] = {"mean": float(ok.mean()) if ok.size else float("nan"),
+                  "std": float(ok.std()) if ok.size else float("nan"), "runs": vals.tolist()}
+    return out
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int | None = None, seed: int = 0,
@@ -182,6 +188,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                                            R_feats, R_pos, ref_bones, model.spec.fps, rng))
     gen, ref = _mean_std(gen_runs), _mean_std(ref_runs)
     metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
+    text_checks = None
+    if model.spec.text_encoder:
+        text_metrics, text_checks = evaluate_text(model, ev, train_ds, test_ds, seed, repeats, steps)
+        metrics.update(text_metrics)
 
     study = None
     if downstream:
@@ -198,7 +208,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         "run": str(run_dir), "data": str(data), "family": model.family, "model_step": model.step,
         "n_generated_per_repeat": m, "repeats": repeats, "seed": seed,
         "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
-        "evaluator": ev_report, "metrics": metrics, "downstream": study,
+        "evaluator": ev_report, "metrics": metrics, "text": text_checks, "downstream": study,
         "protocol": __doc__.strip(), "seconds": round(time.time() - t0, 1), "versions": versions(),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -210,6 +220,57 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     report = write_report(out, result, model, samples, cond_ex, cond_sc, R_feats, ev, train_ds, test_ds, R_pos)
     result["report"] = str(report)
     return result
+
+
+def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, repeats: int,
+                  steps: int | None = None, n_quality: int = 8) -> tuple[dict, dict]:
+    """Text-to-motion metrics for a text-conditioned model, each next to its real reference.
+
+    Prompts are held-out paraphrases (never trained on) built for each real test sequence from
+    its exercise, score and duration. Generated: motions sampled from those prompts alone (no
+    label). Reference: the real test motions with the same prompts. Plus two checks: exercise
+    accuracy of prompt-only samples, and whether "performed well" / "performed poorly" prompts
+    move the predicted score in the stated direction, per exercise."""
+    from rehabgen.metrics.evaluator import eval_inputs, eval_inputs_from_positions
+    from rehabgen.text.corpus import quality_prompt
+    from rehabgen.text.retrieval import TextMotionEvaluator, r_precision, sequence_texts, text_fid
+
+    lo, hi = model.spec.normalizer.score_lo, model.spec.normalizer.score_hi
+    tme = TextMotionEvaluator.cached(train_ds, cache_dir() / "retrieval", encoder=model.spec.text_encoder, seed=seed,
+                                     score_range=(lo, hi))
+    texts = [ts[0] for ts in sequence_texts(test_ds, lo, hi, 1, "test", seed)]
+    labels = np.array([test_ds.exercise_index(s.exercise) for s in test_ds.sequences])
+    x_real = eval_inputs(test_ds)[0]
+    x_train = eval_inputs(train_ds)[0]
+    e_text, e_real, e_train = tme.embed_text(texts), tme.embed_motion(x_real), tme.embed_motion(x_train)
+    kw = {"steps": steps} if steps else {}
+    rng = np.random.default_rng(seed)
+    gen_runs, ref_runs = [], []
+    for r in range(repeats):
+        g = model.sample_text(texts, n=len(texts), seed=seed + 100 + r, **kw)
+        xg = eval_inputs_from_positions(g, model.spec.skeleton, labels, np.full(len(g), np.nan))[0]
+        e_gen = tme.embed_motion(xg)
+        gen_runs.append({**r_precision(e_text, e_gen, rng=rng), "text_fid": text_fid(e_train, e_gen),
+                         "text_accuracy": float((ev.predict_exercise(xg) == labels).mean())})
+        boot = rng.integers(0, len(texts), len(texts)) if r > 0 else np.arange(len(texts))
+        ref_runs.append({**r_precision(e_text[boot], e_real[boot], rng=rng), "text_fid": text_fid(e_train, e_real[boot]),
+                         "text_accuracy": float((ev.predict_exercise(x_real[boot]) == labels[boot]).mean())})
+    gen, ref = _mean_std(gen_runs), _mean_std(ref_runs)
+    metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
+    checks = {"prompts": texts[:10], "quality_control": {}}
+    real_scores = ev.predict_score(x_real)
+    for k, e in enumerate(model.spec.exercises):
+        pred = {}
+        for band in ("high", "low"):
+            p = quality_prompt(e, band)
+            g = model.sample_text(p, n=n_quality, seed=seed + 7 * k, **kw)
+            xg = eval_inputs_from_positions(g, model.spec.skeleton, np.full(n_quality, k), np.full(n_quality, np.nan))[0]
+            pred[band] = {"prompt": p, "predicted_score": float(ev.predict_score(xg).mean())}
+        checks["quality_control"][e] = {**pred, "moves_as_stated": pred["high"]["predicted_score"] > pred["low"]["predicted_score"]}
+    qc = checks["quality_control"].values()
+    checks["share_of_exercises_where_quality_moves_as_stated"] = float(np.mean([v["moves_as_stated"] for v in qc]))
+    checks["real_reference_mean_predicted_score"] = float(real_scores.mean())
+    return metrics, checks
 
 
 def load_metrics(report_dir: str | Path) -> dict:

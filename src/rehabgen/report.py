@@ -28,6 +28,12 @@ DESCRIPTIONS = {
     "velocity_w": "speed distribution, Wasserstein (m/s)",
     "acceleration_w": "acceleration distribution, Wasserstein (m/s²)",
     "jerk_w": "jerk distribution, Wasserstein (m/s³)",
+    "r_precision_top1": "text→motion R-precision top-1 (groups of 32)",
+    "r_precision_top2": "R-precision top-2",
+    "r_precision_top3": "R-precision top-3",
+    "mm_distance": "multimodal distance text↔motion",
+    "text_fid": "FID on retrieval-model motion features",
+    "text_accuracy": "exercise accuracy of samples from held-out prompts",
 }
 
 
@@ -174,6 +180,14 @@ def write_report(out: Path, result: dict, model, samples, cond_ex, cond_sc, R_fe
           metrics_table(result["metrics"]), "", "![metrics](metrics.png)", "",
           "![feature space](features_pca.png)", "", "![trajectories](trajectories.png)", "",
           "![samples](samples.gif)", ""]
+    if result.get("text"):
+        t = result["text"]
+        md += ["## Text to motion: do quality phrases move the score?", "",
+               "| exercise | prompt (high) | predicted TS | prompt (low) | predicted TS | as stated |", "|---|---|---|---|---|---|"]
+        for e, v in t["quality_control"].items():
+            md.append(f"| {e} | {v['high']['prompt']} | {v['high']['predicted_score']:.1f} | {v['low']['prompt']} | "
+                      f"{v['low']['predicted_score']:.1f} | {'yes' if v['moves_as_stated'] else 'no'} |")
+        md += ["", f"Exercises where the score moves as stated: {t['share_of_exercises_where_quality_moves_as_stated']:.0%}.", ""]
     if result.get("downstream"):
         md += ["## Downstream utility: rehabilitation assessment", "",
                result["downstream"].get("protocol", ""), "", "| condition / measure | mean ± std |", "|---|---|"]

@@ -90,7 +90,8 @@ def train_run(data: str | Path, family: str, out: str | Path, steps: int | None 
     pcfg = PreprocessConfig(fps=fps)
     if resume:
         model = GenerativeModel.load(out / "checkpoint" / "model")
-        _, arrays = prepare_data(train_ds, pcfg, max_len, model.spec.score_name, model.spec.normalizer)
+        _, arrays = prepare_data(train_ds, pcfg, max_len, model.spec.score_name, model.spec.normalizer,
+                                 model.spec.text_encoder)
     else:
         import torch
 

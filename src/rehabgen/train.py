@@ -35,7 +35,8 @@ def _batch(arrays: dict[str, torch.Tensor], n: int, bs: int, seed: int, step: in
 
 
 def _tensors(a: TrainArrays) -> dict[str, torch.Tensor]:
-    return {
+    extra = {"text": torch.from_numpy(a.text).float()} if a.text is not None else {}
+    return {**extra,
         "z": torch.from_numpy(a.z).float(),
         "mask": torch.from_numpy(a.mask),
         "observed": torch.from_numpy(a.observed),
@@ -149,7 +150,9 @@ def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0
     for net in model.nets.values():
         net.to(acc.device)
     optimizers = model.make_optimizers()
-    lr_scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: cosine_warmup(s, steps, min(100, steps // 10 + 1)))
+    # the schedule's length: `steps`, or what fits in `max_minutes` once the speed is known
+    horizon = [steps]
+    lr_scheds = {k: torch.optim.lr_scheduler.LambdaLR(o, lambda s: cosine_warmup(s, horizon[0], min(100, steps // 10 + 1)))
                  for k, o in optimizers.items()}
     start = 0
     if resume:
@@ -202,6 +205,9 @@ def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0
                 bar.update(1)
                 bar.set_postfix(loss=f"{ema:.4f}")
         done = step + 1
+        if max_minutes is not None and done - start == 20:
+            rate = 20 / max(time.time() - t0, 1e-6)
+            horizon[0] = min(steps, start + int(rate * (60 * max_minutes - (time.time() - t0))) + 20)
         timed_out = (max_minutes is not None and (time.time() - t0) > 60 * max_minutes) or \
             (stop_at is not None and done >= stop_at)
         if out_dir and (done % ckpt_every == 0 or done == steps or timed_out):

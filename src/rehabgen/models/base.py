@@ -114,6 +114,8 @@ class DataSpec:
     normalizer: Normalizer
     preprocess: dict
     bone_pairs: list[tuple[int, int]] = field(default_factory=list)
+    text_encoder: str = ""  # name of the frozen sentence encoder ("" = no text conditioning)
+    text_dim: int = 0
 
     @property
     def dim(self) -> int:
@@ -122,14 +124,16 @@ class DataSpec:
     def to_dict(self) -> dict:
         return {"skeleton": self.skeleton.to_dict(), "exercises": list(self.exercises), "fps": self.fps,
                 "max_len": self.max_len, "default_length": self.default_length, "score_name": self.score_name,
-                "normalizer": self.normalizer.to_dict(), "preprocess": self.preprocess}
+                "normalizer": self.normalizer.to_dict(), "preprocess": self.preprocess,
+                "text_encoder": self.text_encoder, "text_dim": self.text_dim}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataSpec":
         sk = Skeleton.from_dict(d["skeleton"])
         return cls(sk, tuple(d["exercises"]), float(d["fps"]), int(d["max_len"]),
                    {k: int(v) for k, v in d["default_length"].items()}, d["score_name"],
-                   Normalizer.from_dict(d["normalizer"]), d["preprocess"], sk.bones)
+                   Normalizer.from_dict(d["normalizer"]), d["preprocess"], sk.bones, d.get("text_encoder", ""),
+                   int(d.get("text_dim", 0)))
 
 
 @dataclass
@@ -143,10 +147,12 @@ class TrainArrays:
     exercise: np.ndarray
     score: np.ndarray  # in [0, 1], NaN where absent
     subject: np.ndarray
+    text: np.ndarray | None = None  # (N, K, D_text): K embedded descriptions of each sequence
 
 
 def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: str = "TS",
-                 normalizer: Normalizer | None = None) -> tuple[DataSpec, TrainArrays]:
+                 normalizer: Normalizer | None = None, text_encoder: str = "", text_variants: int = 8,
+                 seed: int = 0) -> tuple[DataSpec, TrainArrays]:
     """Preprocess a dataset and turn it into standardised, padded arrays plus its DataSpec."""
     if len(ds) == 0:
         raise DataError("no sequences to train on")
@@ -162,10 +168,24 @@ def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: 
     for e, name in enumerate(pre.exercises):
         ls = arr["lengths"][arr["exercise"] == e]
         default_length[name] = int(np.median(ls)) if ls.size else int(np.median(arr["lengths"]))
-    spec = DataSpec(ds.skeleton, pre.exercises, pre.fps, max_len, default_length, score_name, normalizer,
-                    pcfg.to_dict(), ds.skeleton.bones)
     score = normalizer.score_to_unit(arr["score"])
-    return spec, TrainArrays(z, arr["mask"], arr["observed"], arr["lengths"], arr["exercise"], score, arr["subject"])
+    text, text_dim = None, 0
+    if text_encoder:
+        from rehabgen.text.corpus import describe
+        from rehabgen.text.encoder import get_encoder
+
+        enc = get_encoder(text_encoder)
+        full = np.array([s.n_frames for s in pre.sequences], np.float64)  # before cropping
+        typical = {e: np.median(full[arr["exercise"] == k]) for k, e in enumerate(pre.exercises)}
+        rng = np.random.default_rng(seed)
+        sentences = [describe(s.exercise, float(u), full[i] / typical[s.exercise], rng, "train")
+                     for i, (s, u) in enumerate(zip(pre.sequences, score)) for _ in range(text_variants)]
+        text = enc.encode(sentences).reshape(len(pre.sequences), text_variants, -1)
+        text_dim = enc.dim
+    spec = DataSpec(ds.skeleton, pre.exercises, pre.fps, max_len, default_length, score_name, normalizer,
+                    pcfg.to_dict(), ds.skeleton.bones, text_encoder, text_dim)
+    return spec, TrainArrays(z, arr["mask"], arr["observed"], arr["lengths"], arr["exercise"], score, arr["subject"],
+                             text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +285,8 @@ class GenerativeModel:
     @classmethod
     def from_dataset(cls, ds: Dataset, preprocess: PreprocessConfig | None = None, max_len: int = 80,
                      score_name: str = "TS", **hparams) -> tuple["GenerativeModel", TrainArrays]:
-        spec, arrays = prepare_data(ds, preprocess or PreprocessConfig(fps=5.0), max_len, score_name)
+        spec, arrays = prepare_data(ds, preprocess or PreprocessConfig(fps=5.0), max_len, score_name,
+                                    text_encoder=hparams.get("text_encoder", ""))
         return cls(spec, **hparams), arrays
 
     def fit(self, ds: Dataset | TrainArrays, steps: int = 1000, seed: int = 0, out_dir: str | Path | None = None,
@@ -274,7 +295,7 @@ class GenerativeModel:
 
         arrays = ds if isinstance(ds, TrainArrays) else prepare_data(
             ds, PreprocessConfig(**self.spec.preprocess) if self.spec.preprocess else PreprocessConfig(),
-            self.spec.max_len, self.spec.score_name, self.spec.normalizer)[1]
+            self.spec.max_len, self.spec.score_name, self.spec.normalizer, self.spec.text_encoder)[1]
         train(self, arrays, steps=steps, seed=seed, out_dir=out_dir, **train_kwargs)
         return self
 
@@ -312,6 +333,32 @@ class GenerativeModel:
                 z = self.generate(ex[i:i + batch_size], sc[i:i + batch_size], int(length), gen, **kwargs)
                 out.append(z.float().cpu().numpy())
         return self.spec.normalizer.decode(np.concatenate(out))
+
+    def sample_text(self, text: str | list[str], n: int = 1, length: int | None = None, seed: int = 0,
+                    exercise: str | None = None, score: float | None = None, **kwargs) -> np.ndarray:
+        """Positions (n, T, J, 3) from a free-text description (labels optional, usually left free)."""
+        if not self.spec.text_encoder:
+            raise ModelError(f"this {self.family} model was trained without text; train it with `--text`")
+        from rehabgen.text.encoder import get_encoder
+
+        texts = [text] * n if isinstance(text, str) else list(text)
+        if len(texts) != n:
+            raise ModelError(f"got {len(texts)} texts for n={n} samples")
+        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(texts))
+        if exercise is None:
+            ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long)  # the null label
+            sc = torch.full((n,), float("nan"))
+        else:
+            ex, sc, _, _ = self.conditions(exercise, score, n)
+        length = length or int(np.median(list(self.spec.default_length.values())))
+        if not 2 <= length <= self.spec.max_len:
+            raise ModelError(f"length {length} outside [2, {self.spec.max_len}] frames (at {self.spec.fps:g} fps)")
+        for net in self.nets.values():
+            net.eval()
+        gen = torch.Generator().manual_seed(int(seed))
+        with self.averaged():
+            z = self.generate(ex, sc, int(length), gen, text=emb, **kwargs)
+        return self.spec.normalizer.decode(z.float().cpu().numpy())
 
     def n_parameters(self) -> int:
         return sum(p.numel() for net in self.nets.values() for p in net.parameters())

@@ -23,15 +23,27 @@ class Denoiser(nn.Module):
     """(x_t (B, T, D), t (B,), conditions) -> predicted x0 (B, T, D)."""
 
     def __init__(self, dim: int, n_exercises: int, d_model: int, n_layers: int, n_heads: int, ff: int,
-                 dropout: float, max_len: int):
+                 dropout: float, max_len: int, text_dim: int = 0):
         super().__init__()
         self.time = TimestepEmbedding(d_model)
         self.cond = ConditionEmbedding(n_exercises, d_model)
         self.net = MotionTransformer(dim, dim, d_model, n_layers, n_heads, ff, dropout, max_len)
+        if text_dim:  # pooled sentence embedding -> a second prefix token
+            self.text = nn.Sequential(nn.Linear(text_dim, d_model), nn.SiLU(), nn.Linear(d_model, d_model))
+            self.null_text = nn.Parameter(torch.zeros(d_model))
 
-    def forward(self, x_t, t, exercise, score, pad=None, drop_exercise=None, drop_score=None):
+    def forward(self, x_t, t, exercise, score, pad=None, drop_exercise=None, drop_score=None, text=None,
+                drop_text=None):
         token = self.time(t) + self.cond(exercise, score, drop_exercise, drop_score)  # (B, d)
-        return self.net(x_t, token[:, None], pad)
+        prefix = [token[:, None]]
+        if hasattr(self, "text"):
+            B = x_t.shape[0]
+            tt = self.null_text[None].expand(B, -1)
+            if text is not None:
+                keep = torch.ones(B, dtype=torch.bool, device=x_t.device) if drop_text is None else ~drop_text
+                tt = torch.where(keep[:, None], self.text(text), tt)
+            prefix.append((tt + self.time(t))[:, None])
+        return self.net(x_t, torch.cat(prefix, 1), pad)
 
 
 def make_scheduler(kind: str, train_config: dict, steps: int):
@@ -67,6 +79,8 @@ class DiffusionModel(GenerativeModel):
         "loss_on_filled": False,  # gap-filled values are inputs, never targets, by default
         "sampler": "dpm", "steps": 20, "guidance": 2.0,
         "lr": 1e-3, "ema": 0.99,  # short CPU budgets: a high rate, and sampling from averaged weights
+        "text_encoder": "",  # "minilm": also condition on a free-text description
+        "p_drop_text": 0.15, "p_text_only": 0.5,  # text-only training so a prompt alone drives sampling
     }
 
     def build(self):
@@ -78,7 +92,7 @@ class DiffusionModel(GenerativeModel):
         self._mean = torch.tensor(self.spec.normalizer.mean)
         self._std = torch.tensor(self.spec.normalizer.std)
         return {"denoiser": Denoiser(self.spec.dim, len(self.spec.exercises), h["d_model"], h["n_layers"],
-                                     h["n_heads"], h["ff"], h["dropout"], self.spec.max_len)}
+                                     h["n_heads"], h["ff"], h["dropout"], self.spec.max_len, self.spec.text_dim)}
 
     def _body(self, z: torch.Tensor) -> torch.Tensor:
         """standardised (B, T, J*3) -> normalised body (B, T, J, 3), differentiable."""
@@ -94,9 +108,16 @@ class DiffusionModel(GenerativeModel):
         t = torch.randint(0, h["train_timesteps"], (B,), device=x0.device)
         noise = torch.randn_like(x0)
         x_t = self.train_scheduler.add_noise(x0, noise, t)
-        drop_ex = torch.rand(B, device=x0.device) < h["p_uncond"]
+        drop_all = torch.rand(B, device=x0.device) < h["p_uncond"]
+        text = drop_text = None
+        drop_ex = drop_all
+        if "text" in batch:  # one of the K descriptions of each sequence
+            k = torch.randint(0, batch["text"].shape[1], (B,), device=x0.device)
+            text = batch["text"][torch.arange(B, device=x0.device), k]
+            drop_text = drop_all | (torch.rand(B, device=x0.device) < h["p_drop_text"])
+            drop_ex = drop_all | ((torch.rand(B, device=x0.device) < h["p_text_only"]) & ~drop_text)
         drop_sc = drop_ex | (torch.rand(B, device=x0.device) < h["p_drop_score"])
-        pred = nets["denoiser"](x_t, t, batch["exercise"], batch["score"], pad, drop_ex, drop_sc)
+        pred = nets["denoiser"](x_t, t, batch["exercise"], batch["score"], pad, drop_ex, drop_sc, text, drop_text)
         rec = masked_mse(pred, x0, target_mask)
         vel = velocity_loss(pred, x0, target_mask)
         bone = bone_length_loss(self._body(pred), self._body(x0), target_mask, self.spec.bone_pairs)
@@ -105,7 +126,8 @@ class DiffusionModel(GenerativeModel):
 
     @torch.no_grad()
     def generate(self, exercise, score, length, generator, sampler=None, steps=None, guidance=None,
-                 known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None):
+                 known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
+                 text: torch.Tensor | None = None):
         """known (n, T, D) / known_mask (n, T, J): values to keep (inpainting). Each denoising
         step's x0 estimate is overwritten with the known values before the scheduler step, so
         the missing parts are generated consistently with what was observed."""
@@ -119,13 +141,15 @@ class DiffusionModel(GenerativeModel):
         if known is not None:
             km = known_mask[..., None].expand(n, length, known_mask.shape[-1], 3).reshape(n, length, D)
         null = torch.ones(n, dtype=torch.bool)
+        text2 = None if text is None else torch.cat([text, text])
         for t in sched.timesteps:
             tt = torch.full((n,), int(t), dtype=torch.long)
             if g == 1.0:
-                x0 = net(x, tt, exercise, score)
-            else:
+                x0 = net(x, tt, exercise, score, text=text)
+            else:  # one batch: conditional half, then the all-null half
+                drop = torch.cat([~null, null])
                 both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([exercise, exercise]),
-                           torch.cat([score, score]), None, torch.cat([~null, null]), torch.cat([~null, null]))
+                           torch.cat([score, score]), None, drop, drop, text2, drop)
                 c, u = both[:n], both[n:]
                 x0 = u + g * (c - u)
             if known is not None:
