@@ -403,7 +403,7 @@ def compare_cmd(
     table = compare_table(results, names)
     print(table)
     if out:
-        from rehabgen.data.kimore import atomic_write_bytes
+        from rehabgen.io import atomic_write_bytes
 
         atomic_write_bytes(out, (table + "\n").encode())
         console.print(f"wrote {out}")

@@ -132,40 +132,33 @@ def render_gif(
         counter.set_text(f"frame {f}")
         return []
 
+    if out.suffix.lower() == ".mp4":
+        try:
+            import imageio_ffmpeg
+        except ImportError:
+            plt.close(fig)
+            raise RuntimeError("MP4 output needs the imageio-ffmpeg package: pip install 'rehabgen[video]'") from None
+        matplotlib.rcParams["animation.ffmpeg_path"] = imageio_ffmpeg.get_ffmpeg_exe()
+        writer = animation.FFMpegWriter(fps=play_fps)
+    else:
+        writer = animation.PillowWriter(fps=play_fps)
     anim = animation.FuncAnimation(fig, draw, frames=frames, blit=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    suffix = out.suffix.lower()
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
-        if suffix == ".gif":
-            writer = animation.PillowWriter(fps=play_fps)
-        elif suffix == ".mp4":
-            try:
-                import imageio_ffmpeg
-            except ImportError:
-                raise RuntimeError("MP4 output needs the imageio-ffmpeg package: pip install 'rehabgen[video]'") from None
-            matplotlib.rcParams["animation.ffmpeg_path"] = imageio_ffmpeg.get_ffmpeg_exe()
-            writer = animation.FFMpegWriter(fps=play_fps)
-        else:
-            raise ValueError(f"{out}: unsupported animation format {suffix!r} (use .gif or .mp4)")
-        anim.save(tmp, writer=writer, dpi=dpi)
-        os.replace(tmp, out)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return _write_then_rename(out, lambda tmp: anim.save(tmp, writer=writer, dpi=dpi), fig)
 
 
 def save_figure(fig, out: str | Path) -> Path:
     """Save a matplotlib figure atomically (temp file, then rename)."""
+    return _write_then_rename(out, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"), fig)
+
+
+def _write_then_rename(out: str | Path, write, fig) -> Path:
+    """Call write(tmp_path) for a temp file beside `out`, then rename it; always close `fig`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        write(tmp)
         os.replace(tmp, out)
     finally:
         plt.close(fig)

@@ -195,7 +195,7 @@ def write_report(out: Path, result: dict, model, samples, cond_ex, cond_sc, R_fe
             md.append(f"| {' / '.join(path)} | {_fmt(d)} |")
         md.append("")
     md += ["## Protocol", "", "```", result["protocol"], "```", ""]
-    from rehabgen.data.kimore import atomic_write_bytes
+    from rehabgen.io import atomic_write_bytes
 
     atomic_write_bytes(out / "report.md", "\n".join(md).encode())
     return out / "report.md"

@@ -17,7 +17,7 @@ from rehabgen.preprocess import PreprocessConfig
 
 
 def write_json(path: Path, obj) -> None:
-    from rehabgen.data.kimore import atomic_write_bytes
+    from rehabgen.io import atomic_write_bytes
 
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
 

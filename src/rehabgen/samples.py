@@ -22,7 +22,7 @@ class SamplesError(ValueError):
 def save_samples(path: str | Path, positions: np.ndarray, exercise, score, skeleton: Skeleton,
                  config: dict, fps: float) -> Path:
     """positions (n, T, J, 3) in metres; exercise (n,) str; score (n,) float."""
-    from rehabgen.data.kimore import atomic_write_bytes
+    from rehabgen.io import atomic_write_bytes
 
     path = Path(path)
     positions = np.asarray(positions, np.float32)

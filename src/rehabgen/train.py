@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rehabgen.models.base import GenerativeModel, ModelError, TrainArrays, cosine_warmup, replace_dir
+from rehabgen.io import replace_dir
+from rehabgen.models.base import GenerativeModel, ModelError, TrainArrays, cosine_warmup
 
 CKPT = "checkpoint"
 
@@ -246,7 +247,7 @@ def _write_log(path: Path | None, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=keys)
     w.writeheader()
     w.writerows(rows)
-    from rehabgen.data.kimore import atomic_write_bytes
+    from rehabgen.io import atomic_write_bytes
 
     atomic_write_bytes(path, buf.getvalue().encode())
 

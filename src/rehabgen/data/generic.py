@@ -122,7 +122,7 @@ def load_generic(root: str | Path, skeleton: Skeleton | None = None, fps: float 
 
 def write_generic(root: str | Path, ds: Dataset) -> None:
     """Export a dataset in the generic layout (used in tests and to convert KIMORE)."""
-    from rehabgen.data.kimore import atomic_write_bytes
+    from rehabgen.io import atomic_write_bytes
     import io
 
     root = Path(root)

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
-import tempfile
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rehabgen.data.dataset import SCORE_NAMES, DataError, Dataset, Quarantined, Sequence
+from rehabgen.io import atomic_write_bytes
 from rehabgen.skeleton import KINECT_V2, Skeleton
 
 EXERCISES = {
@@ -312,20 +311,6 @@ def _estimate_fps(sequences: list[Sequence], default: float = 30.0) -> float:
 # writing (built-in data, tests); deterministic bytes for a given input
 # ------------------------------------------------------------------------------------------
 _FIXED_ZIP_TIME = (2019, 1, 1, 0, 0, 0)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, then rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def format_joint_positions(positions: np.ndarray, state: np.ndarray | None) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -213,26 +211,14 @@ class Evaluator:
 
     # ---- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
+        from rehabgen.io import save_weights_dir
 
-        from rehabgen.models.base import replace_dir
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
-            t = {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
-            t.update({f"regressor.{k}": v for k, v in self.regressor.state_dict().items()})
-            save_file({k: v.contiguous() for k, v in t.items()}, tmp / "evaluator.safetensors")
-            meta = {"format": FORMAT, "exercises": list(self.exercises), "score_name": self.score_name,
-                    "mean": self.mean.tolist(), "std": self.std.tolist(), "score_lo": self.score_lo,
-                    "score_hi": self.score_hi, "config": self.config}
-            (tmp / "evaluator.json").write_text(json.dumps(meta))
-            replace_dir(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return path
+        t = {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
+        t.update({f"regressor.{k}": v for k, v in self.regressor.state_dict().items()})
+        meta = {"format": FORMAT, "exercises": list(self.exercises), "score_name": self.score_name,
+                "mean": self.mean.tolist(), "std": self.std.tolist(), "score_lo": self.score_lo,
+                "score_hi": self.score_hi, "config": self.config}
+        return save_weights_dir(path, "evaluator", t, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "Evaluator":

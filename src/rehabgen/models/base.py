@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -22,6 +19,7 @@ import torch
 from torch import nn
 
 from rehabgen.data.dataset import SCORE_RANGES, DataError, Dataset
+from rehabgen.io import save_weights_dir
 from rehabgen.preprocess import PreprocessConfig, preprocess_dataset, to_arrays
 from rehabgen.skeleton import Skeleton
 
@@ -360,6 +358,12 @@ class GenerativeModel:
             z = self.generate(ex, sc, int(length), gen, text=emb, **kwargs)
         return self.spec.normalizer.decode(z.float().cpu().numpy())
 
+    def body(self, z: torch.Tensor) -> torch.Tensor:
+        """Standardised (..., J*3) -> normalised body (..., J, 3), differentiable (geometric losses)."""
+        n = self.spec.normalizer
+        x = z * torch.as_tensor(n.std, device=z.device) + torch.as_tensor(n.mean, device=z.device)
+        return x.reshape(*z.shape[:-1], -1, 3)
+
     def n_parameters(self) -> int:
         return sum(p.numel() for net in self.nets.values() for p in net.parameters())
 
@@ -370,22 +374,9 @@ class GenerativeModel:
 
     def save(self, path: str | Path) -> Path:
         """Write `model.safetensors` + `model.json` into the folder `path`, atomically."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
-            tensors = {f"{k}.{n}": t.detach().cpu().contiguous() for k, net in self.nets.items()
-                       for n, t in net.state_dict().items()}
-            tensors.update({f"ema.{k}.{n}": t.cpu().contiguous() for k, sd in self.ema.items() for n, t in sd.items()})
-            save_file(tensors, tmp / "model.safetensors")
-            (tmp / "model.json").write_text(json.dumps(self.metadata(), indent=1))
-            replace_dir(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return path
+        tensors = {f"{k}.{n}": t for k, net in self.nets.items() for n, t in net.state_dict().items()}
+        tensors.update({f"ema.{k}.{n}": t for k, sd in self.ema.items() for n, t in sd.items()})
+        return save_weights_dir(path, "model", tensors, self.metadata())
 
     @classmethod
     def load(cls, path: str | Path) -> "GenerativeModel":
@@ -434,17 +425,6 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     except (SafetensorError, OSError) as e:
         raise ModelError(f"{mw}: unreadable weights ({e})") from None
     return meta, tensors
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Swap a fully written folder into place; the old one is removed only after the swap."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old.{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def unit_score_nan_to_mask(score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -89,15 +89,9 @@ class DiffusionModel(GenerativeModel):
         h = self.hparams
         self.train_scheduler = DDPMScheduler(num_train_timesteps=h["train_timesteps"], beta_schedule=h["beta_schedule"],
                                              prediction_type="sample", clip_sample=False)
-        self._mean = torch.tensor(self.spec.normalizer.mean)
-        self._std = torch.tensor(self.spec.normalizer.std)
         return {"denoiser": Denoiser(self.spec.dim, len(self.spec.exercises), h["d_model"], h["n_layers"],
                                      h["n_heads"], h["ff"], h["dropout"], self.spec.max_len, self.spec.text_dim)}
 
-    def _body(self, z: torch.Tensor) -> torch.Tensor:
-        """standardised (B, T, J*3) -> normalised body (B, T, J, 3), differentiable."""
-        x = z * self._std.to(z.device) + self._mean.to(z.device)
-        return x.reshape(*z.shape[:-1], -1, 3)
 
     def loss(self, nets, batch):
         h = self.hparams
@@ -120,7 +114,7 @@ class DiffusionModel(GenerativeModel):
         pred = nets["denoiser"](x_t, t, batch["exercise"], batch["score"], pad, drop_ex, drop_sc, text, drop_text)
         rec = masked_mse(pred, x0, target_mask)
         vel = velocity_loss(pred, x0, target_mask)
-        bone = bone_length_loss(self._body(pred), self._body(x0), target_mask, self.spec.bone_pairs)
+        bone = bone_length_loss(self.body(pred), self.body(x0), target_mask, self.spec.bone_pairs)
         loss = rec + h["w_vel"] * vel + h["w_bone"] * bone
         return loss, {"rec": float(rec.detach()), "vel": float(vel.detach()), "bone": float(bone.detach())}
 

@@ -55,8 +55,6 @@ class GANModel(GenerativeModel):
 
     def build(self):
         h, s = self.hparams, self.spec
-        self._mean = torch.tensor(s.normalizer.mean)
-        self._std = torch.tensor(s.normalizer.std)
         return {
             "generator": Generator(s.dim, len(s.exercises), h["d_model"], h["n_layers"], h["n_heads"], h["ff"],
                                    s.max_len, h["latent"], h["frame_noise"]),
@@ -68,8 +66,6 @@ class GANModel(GenerativeModel):
         return {"generator": torch.optim.Adam(self.nets["generator"].parameters(), lr=lr, betas=(0.5, 0.9)),
                 "critic": torch.optim.Adam(self.nets["critic"].parameters(), lr=lr, betas=(0.5, 0.9))}
 
-    def _body(self, z):
-        return (z * self._std.to(z.device) + self._mean.to(z.device)).reshape(*z.shape[:-1], -1, 3)
 
     def _noise(self, B, T, device, generator=None):
         h = self.hparams
@@ -107,7 +103,7 @@ class GANModel(GenerativeModel):
             fake = G(z, noise, ex, sc, pad)
             loss_g = -C(fake, ex, sc, pad).mean()
             mask = batch["observed"]
-            bone = bone_length_loss(self._body(fake), self._body(x), mask, self.spec.bone_pairs)
+            bone = bone_length_loss(self.body(fake), self.body(x), mask, self.spec.bone_pairs)
             total = loss_g + h["w_bone"] * bone
             optimizers["generator"].zero_grad(set_to_none=True)
             accelerator.backward(total)

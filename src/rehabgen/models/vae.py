@@ -65,12 +65,8 @@ class VAEModel(GenerativeModel):
         h, s = self.hparams, self.spec
         args = (s.dim, len(s.exercises), h["d_model"], h["n_layers"], h["n_heads"], h["ff"], h["dropout"], s.max_len,
                 h["latent"])
-        self._mean = torch.tensor(s.normalizer.mean)
-        self._std = torch.tensor(s.normalizer.std)
         return {"encoder": Encoder(*args), "decoder": Decoder(*args)}
 
-    def _body(self, z):
-        return (z * self._std.to(z.device) + self._mean.to(z.device)).reshape(*z.shape[:-1], -1, 3)
 
     def loss(self, nets, batch):
         h = self.hparams
@@ -84,7 +80,7 @@ class VAEModel(GenerativeModel):
         rec_x = nets["decoder"](z, batch["exercise"], batch["score"], T, pad, drop)
         rec = masked_mse(rec_x, x, mask)
         vel = velocity_loss(rec_x, x, mask)
-        bone = bone_length_loss(self._body(rec_x), self._body(x), mask, self.spec.bone_pairs)
+        bone = bone_length_loss(self.body(rec_x), self.body(x), mask, self.spec.bone_pairs)
         kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(-1)).mean()
         w_kl = h["beta"] * min(1.0, self.step / max(1, h["kl_warmup"]))
         loss = rec + h["w_vel"] * vel + h["w_bone"] * bone + w_kl * kl

@@ -12,8 +12,6 @@ sequences paired with corpus descriptions. Metrics, as in the HumanML3D protocol
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -105,22 +103,10 @@ class TextMotionEvaluator:
             return self.net.embed_text(torch.from_numpy(get_encoder(self.encoder).encode(texts))).numpy()
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
+        from rehabgen.io import save_weights_dir
 
-        from rehabgen.models.base import replace_dir
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        try:
-            save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, tmp / "retrieval.safetensors")
-            (tmp / "retrieval.json").write_text(json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist(),
-                                                            "encoder": self.encoder, "config": self.config}))
-            replace_dir(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return path
+        meta = {"mean": self.mean.tolist(), "std": self.std.tolist(), "encoder": self.encoder, "config": self.config}
+        return save_weights_dir(path, "retrieval", self.net.state_dict(), meta)
 
     @classmethod
     def load(cls, path: str | Path) -> "TextMotionEvaluator":
