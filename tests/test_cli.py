@@ -91,6 +91,9 @@ def test_sample_render_and_reproducibility(run_dir, tmp_path):
     assert sa["config"]["seed"] == 1 and json.loads((tmp_path / "a.json").read_text())["steps"] == 5
     r = run("render", a, "--out", tmp_path / "a.gif", "--max-frames", 5)
     assert r.exit_code == 0 and (tmp_path / "a.gif").stat().st_size > 1000
+    before = (tmp_path / "a.gif").read_bytes()
+    r = run("render", b, "--out", tmp_path / "a.gif", "--max-frames", 3)
+    assert r.exit_code == 2 and "already exists" in r.output and (tmp_path / "a.gif").read_bytes() == before
     r = run("sample", run_dir, "--exercise", "Es9", "--out", tmp_path / "c.npz")
     assert r.exit_code == 2 and "unknown exercise 'Es9'" in r.output
 

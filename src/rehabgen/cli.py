@@ -106,6 +106,7 @@ def render_cmd(
     view: str = typer.Option("front", "--view", help="front, side or top."),
     max_frames: int = typer.Option(120, "--max-frames", min=2, help="Subsample long sequences to this many frames."),
     seed: int = typer.Option(0, "--seed", help="Seed for picking which sequences to show."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ):
     """Animate skeleton sequences as stick figures."""
     import numpy as np
@@ -132,7 +133,6 @@ def render_cmd(
         titles = [f"{smp['exercise'][i]}" + (f" score {float(smp['score'][i]):.0f}" if np.isfinite(smp["score"][i]) else "")
                   for i in idx]
         valid, skeleton, fps = None, smp["skeleton"], float(smp.get("fps", 15.0))
-        default_out = source.with_suffix(".gif")
     else:
         ds = _load(source)
         idx = [i for i, s in enumerate(ds.sequences)
@@ -145,8 +145,9 @@ def render_cmd(
         valid = [ds[i].valid for i in idx]
         titles = [f"{ds[i].subject} {ds[i].exercise} TS {ds[i].score('TS'):.0f}" for i in idx]
         skeleton, fps = ds.skeleton, ds.fps
-        default_out = source / "render.gif" if source.is_dir() else source.with_suffix(".gif")
-    out = out or default_out
+    out = out or Path(f"{source.resolve().stem}.gif")  # in the working directory, never inside the data
+    if out.exists() and not force:
+        fail(f"{out}: already exists (use --force to overwrite, or --out)")
     try:
         path = render_gif(seqs, skeleton, out, titles=titles, valid=valid, fps=fps, view=view, max_frames=max_frames)
     except (ValueError, RuntimeError) as e:
