@@ -113,3 +113,11 @@ def test_two_process_data_parallel_training(generic_data, tmp_path):
     assert set(_weights(m)) == set(_weights(single))
     x = m.sample("Es1", 30.0, n=2, seed=0, steps=5)
     assert x.shape[0] == 2 and np.isfinite(x).all()
+
+
+def test_time_budget_stops_and_checkpoints(tmp_path):
+    m, arrays = _fresh()
+    s = train(m, arrays, steps=100_000, seed=0, out_dir=tmp_path, max_minutes=0.03, progress=False)
+    assert 20 < s["steps"] < 100_000
+    assert json.loads((tmp_path / CKPT / "trainer.json").read_text())["step"] == s["steps"]
+    assert GenerativeModel.load(tmp_path / "model").step == s["steps"]
