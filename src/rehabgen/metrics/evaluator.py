@@ -174,7 +174,10 @@ class Evaluator:
             except (DataError, RuntimeError, KeyError, json.JSONDecodeError):
                 pass  # a broken cache entry is refitted
         ev = cls.fit(train_ds, **fit_kwargs)
-        ev.save(d)
+        try:
+            ev.save(d)
+        except OSError:  # another process wrote the same entry meanwhile: theirs is as good
+            pass
         return ev
 
     # ---- use ----------------------------------------------------------------------------------

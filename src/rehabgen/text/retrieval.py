@@ -130,7 +130,10 @@ class TextMotionEvaluator:
         if (d / "retrieval.json").is_file():
             return cls.load(d)
         ev = cls.fit(train_ds, **fit_kwargs)
-        ev.save(d)
+        try:
+            ev.save(d)
+        except OSError:  # another process wrote the same entry meanwhile: theirs is as good
+            pass
         return ev
 
 
