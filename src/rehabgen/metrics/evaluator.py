@@ -165,19 +165,8 @@ class Evaluator:
         """Load the evaluator of this exact training data and config, or fit and store it."""
         key = data_key(train_ds, {"extra": key_extra or {}, "fit": {k: v for k, v in fit_kwargs.items() if k != "progress"},
                                   "length": EVAL_LENGTH, "format": FORMAT})
-        d = Path(cache_dir) / key
-        if (d / "evaluator.json").is_file():
-            try:
-                ev = cls.load(d)
-                ev.from_cache = True
-                return ev
-            except (DataError, RuntimeError, KeyError, json.JSONDecodeError):
-                pass  # a broken cache entry is refitted
-        ev = cls.fit(train_ds, **fit_kwargs)
-        try:
-            ev.save(d)
-        except OSError:  # another process wrote the same entry meanwhile: theirs is as good
-            pass
+        ev, hit = load_or_fit(Path(cache_dir) / key, "evaluator.json", cls.load, lambda: cls.fit(train_ds, **fit_kwargs))
+        ev.from_cache = hit
         return ev
 
     # ---- use ----------------------------------------------------------------------------------
@@ -241,6 +230,22 @@ class Evaluator:
         reg.eval()
         return cls(tuple(meta["exercises"]), meta["score_name"], np.array(meta["mean"]), np.array(meta["std"]),
                    meta["score_lo"], meta["score_hi"], clf, reg, meta["config"])
+
+
+def load_or_fit(entry: Path, marker: str, load, fit):
+    """(object, True) from the cache folder `entry` if it holds `marker` and loads; else fit it,
+    store it and return (object, False). A broken entry is refitted; a concurrent writer wins."""
+    if (entry / marker).is_file():
+        try:
+            return load(entry), True
+        except (DataError, RuntimeError, KeyError, OSError, json.JSONDecodeError):
+            pass
+    obj = fit()
+    try:
+        obj.save(entry)
+    except OSError:
+        pass
+    return obj, False
 
 
 def data_key(ds: Dataset, extra: dict) -> str:

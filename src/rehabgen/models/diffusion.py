@@ -92,7 +92,6 @@ class DiffusionModel(GenerativeModel):
         return {"denoiser": Denoiser(self.spec.dim, len(self.spec.exercises), h["d_model"], h["n_layers"],
                                      h["n_heads"], h["ff"], h["dropout"], self.spec.max_len, self.spec.text_dim)}
 
-
     def loss(self, nets, batch):
         h = self.hparams
         x0, lengths = batch["z"], batch["lengths"]

@@ -66,7 +66,6 @@ class GANModel(GenerativeModel):
         return {"generator": torch.optim.Adam(self.nets["generator"].parameters(), lr=lr, betas=(0.5, 0.9)),
                 "critic": torch.optim.Adam(self.nets["critic"].parameters(), lr=lr, betas=(0.5, 0.9))}
 
-
     def _noise(self, B, T, device, generator=None):
         h = self.hparams
         return (torch.randn((B, h["latent"]), generator=generator, device=device),

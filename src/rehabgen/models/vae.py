@@ -67,7 +67,6 @@ class VAEModel(GenerativeModel):
                 h["latent"])
         return {"encoder": Encoder(*args), "decoder": Decoder(*args)}
 
-
     def loss(self, nets, batch):
         h = self.hparams
         x, lengths = batch["z"], batch["lengths"]

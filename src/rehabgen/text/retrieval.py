@@ -124,17 +124,10 @@ class TextMotionEvaluator:
 
     @classmethod
     def cached(cls, train_ds: Dataset, cache_dir: str | Path, **fit_kwargs) -> "TextMotionEvaluator":
-        from rehabgen.metrics.evaluator import data_key
+        from rehabgen.metrics.evaluator import data_key, load_or_fit
 
         d = Path(cache_dir) / data_key(train_ds, {"retrieval": {k: str(v) for k, v in fit_kwargs.items()}})
-        if (d / "retrieval.json").is_file():
-            return cls.load(d)
-        ev = cls.fit(train_ds, **fit_kwargs)
-        try:
-            ev.save(d)
-        except OSError:  # another process wrote the same entry meanwhile: theirs is as good
-            pass
-        return ev
+        return load_or_fit(d, "retrieval.json", cls.load, lambda: cls.fit(train_ds, **fit_kwargs))[0]
 
 
 def r_precision(text_emb: np.ndarray, motion_emb: np.ndarray, group: int = 32, top: int = 3,
