@@ -135,11 +135,16 @@ def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
     r = run("train", "--data", data, "--out", out, "--text", "--steps", 30, "--max-len", 60, "--set", "d_model=32",
             "--set", "n_layers=1", "--set", "ff=64")
     assert r.exit_code == 0, r.output
-    r = run("generate", out, "--text", "raise both arms slowly above the head", "--n", 2, "--steps", 5,
+    r = run("generate", out, "--text", "raise both arms slowly above the head, done poorly", "--n", 2, "--steps", 5,
             "--out", tmp_path / "g.npz")
     assert r.exit_code == 0, r.output
+    assert "quality read: low" in r.output
     g = load_samples(tmp_path / "g.npz")
     assert g["positions"].shape[0] == 2 and g["config"]["text"].startswith("raise both arms")
+    assert g["config"]["read_from_text"]["quality"] == "low" and g["config"]["read_from_text"]["score"] < 25
+    r = run("generate", out, "--text", "raise both arms", "--score", 44, "--n", 1, "--steps", 2, "--out", tmp_path / "g2.npz")
+    assert r.exit_code == 0 and "no quality stated" in r.output and "--score 44 used" in r.output
+    assert load_samples(tmp_path / "g2.npz")["score"].tolist() == [44.0]
     r = run("evaluate", out, "--data", data, "--out", tmp_path / "rep", "--repeats", 1, "--no-downstream",
             "--steps", 5)
     assert r.exit_code == 0, r.output
@@ -147,6 +152,9 @@ def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
     for k in ("r_precision_top1", "r_precision_top3", "mm_distance", "text_fid", "text_accuracy"):
         assert set(m["metrics"][k]) == {"generated", "real_reference"}
     assert set(m["text"]["quality_control"]) == {"Es1", "Es2", "Es3", "Es4", "Es5"}
+    qc = m["text"]["quality_control"]["Es1"]
+    assert set(qc) == {"high", "mid", "low", "moves_as_stated"} and qc["high"]["n"] == 18
+    assert set(m["text"]["quality_reader"]) == {"high", "mid", "low", "none"}
     assert "quality phrases move the score" in (tmp_path / "rep" / "report.md").read_text()
     r = run("generate", tmp_path / "nowhere", "--text", "x", "--out", tmp_path / "h.npz")
     assert r.exit_code == 2 and "no trained model here" in r.output

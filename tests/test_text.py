@@ -11,8 +11,9 @@ import torch
 from rehabgen.models import ModelError, get_family
 from rehabgen.preprocess import PreprocessConfig
 from rehabgen.skeleton import KINECT_V2 as SK
-from rehabgen.text.corpus import DESCRIPTIONS, QUALITY, SPEED, describe, quality_prompt
+from rehabgen.text.corpus import DESCRIPTIONS, QUALITY, SPEED, describe, quality_items, quality_prompt, quality_prompts
 from rehabgen.text.encoder import TextEncoderError, get_encoder
+from rehabgen.text.reader import AttributeReader, clauses, quality_reader
 from rehabgen.text.retrieval import TextMotionEvaluator, r_precision
 from rehabgen.train import train
 
@@ -61,6 +62,33 @@ def test_missing_encoder_package_is_a_clear_error(monkeypatch):
         mod.MiniLMEncoder()
 
 
+def test_clauses_split_on_punctuation_and_linking_words():
+    assert clauses("Raise the arms, slowly; done poorly.") == ["raise the arms", "slowly", "done poorly"]
+    assert clauses("bend left and then right but gently") == ["bend left", "right", "gently"]
+    assert clauses(" , ") == []
+
+
+def test_quality_reader_reads_held_out_phrases():
+    """Trained on training phrases only; every held-out description, alone or with a held-out
+    quality phrase, read back. High and low must be read nearly always, plain descriptions must
+    not be read as any quality; mid (between the two) is the hard case, reported not asserted."""
+    assert not {c for c, _ in quality_items("train")} & {q.lower() for b in QUALITY.values() for q in b["test"]}
+    reader = quality_reader("minilm")
+    for band, need in (("high", 0.9), ("low", 0.9), (None, 0.9)):
+        prompts = [p for e in DESCRIPTIONS for p in quality_prompts(e, band)]
+        read = reader.read(prompts)[0]
+        assert np.mean([r == band for r in read]) >= need, (band, read)
+    bands, probs = reader.read(["squat down, performed correctly", "squat down"])
+    assert bands == ["high", None] and probs[0].argmax() == 0 and np.isnan(probs[1]).all()
+    # a convex fit from zero: the same reader every time, and it survives a JSON round trip
+    again = AttributeReader.fit(quality_items("train"), reader.labels)
+    np.testing.assert_allclose(again.weight, reader.weight, atol=1e-4)
+    back = AttributeReader.from_dict(reader.to_dict())
+    np.testing.assert_allclose(back.clause_probs(["done well"]), reader.clause_probs(["done well"]), atol=1e-4)
+    with pytest.raises(ValueError, match="no training clause for label"):
+        AttributeReader.fit([("done well", "high")], ["high", "low", "none"])
+
+
 @pytest.fixture(scope="module")
 def text_model():
     torch.manual_seed(0)
@@ -68,7 +96,13 @@ def text_model():
     m, arr = get_family("diffusion").from_dataset(
         ds, PreprocessConfig(fps=15.0, detect_invalid=False, smooth=None), max_len=32, d_model=64, n_layers=2,
         ff=128, n_heads=4, dropout=0.0, batch_size=16, text_encoder="minilm")
-    assert arr.text.shape == (48, 8, 384)
+    assert arr.text.shape == (48, 8, 384) and arr.text_score.shape == (48, 8)
+    # the score travels with a description exactly when it states a quality (about 70 % do)
+    stated = np.isfinite(arr.text_score)
+    assert 0.5 < stated.mean() < 0.9
+    np.testing.assert_allclose(arr.text_score[stated], np.broadcast_to(arr.score[:, None], stated.shape)[stated])
+    bs = m.spec.text_reader["band_scores"]
+    assert bs["high"] > bs["mid"] > bs["low"]
     train(m, arr, steps=300, seed=0, progress=False)
     return ds, m
 
@@ -81,13 +115,41 @@ def test_held_out_prompts_give_the_right_exercise(text_model):
     assert lateral["Es2"] > 2 * lateral["Es1"]  # sideways raise vs forward raise
 
 
+def test_quality_phrases_set_the_score_and_move_the_motion(text_model):
+    """toy data: TS grows with the raise's amplitude, so 'done well' must raise the arms higher."""
+    _, m = text_model
+    bands, unit = m.read_text(["lift your arms up high over your head and bring them down, done well, with complete movement",
+                               "lift your arms up high over your head and bring them down, done poorly, with a small and uncertain movement",
+                               "lift your arms up high over your head and bring them down"])
+    assert bands == ["high", "low", None] and unit[0] > unit[1] and np.isnan(unit[2])
+    w = SK.index("WristLeft")
+    height = {b: m.sample_text(quality_prompts("Es1", b)[:3], n=3, seed=2)[:, :, w, 1].max(1).mean() for b in ("high", "low")}
+    assert height["high"] > height["low"] + 0.05, height
+
+
+
+def test_explicit_score_wins_over_the_stated_quality(text_model, monkeypatch):
+    _, m = text_model
+    seen = []
+    real_generate = m.generate
+    monkeypatch.setattr(m, "generate", lambda ex, sc, *a, **k: seen.append(sc.clone()) or real_generate(ex, sc, *a, **k))
+    m.sample_text("arms up, done poorly", n=2, seed=3, score=45.0, steps=2)
+    m.sample_text("arms up, done poorly", n=2, seed=3, steps=2)
+    m.sample_text("arms up", n=2, seed=3, steps=2)
+    np.testing.assert_allclose(seen[0].numpy(), m.spec.normalizer.score_to_unit([45.0, 45.0]))
+    np.testing.assert_allclose(seen[1].numpy(), m.spec.text_reader["band_scores"]["low"])
+    assert torch.isnan(seen[2]).all()
+    with pytest.raises(ModelError, match="outside the TS range"):
+        m.sample_text("arms up", n=1, score=99.0)
+
+
 def test_text_model_keeps_label_conditioning_and_persists(text_model, tmp_path):
     _, m = text_model
     x = m.sample("Es2", 40.0, n=2, seed=0)
     assert np.isfinite(x).all()
     m.save(tmp_path / "m")
     again = get_family("diffusion").load(tmp_path / "m")
-    assert again.spec.text_encoder == "minilm"
+    assert again.spec.text_encoder == "minilm" and again.spec.text_reader == m.spec.text_reader
     np.testing.assert_allclose(again.sample_text("arms up", n=2, seed=1), m.sample_text("arms up", n=2, seed=1), atol=1e-5)
     plain, _ = get_family("diffusion").from_dataset(toy_dataset(n=8), PreprocessConfig(fps=15.0), max_len=32,
                                                     d_model=32, n_layers=1, ff=64, n_heads=2)
@@ -123,3 +185,6 @@ def test_retrieval_evaluator_matches_texts_to_motions(tmp_path):
 def test_quality_prompt_builds_from_held_out_text():
     p = quality_prompt("Es3", "low")
     assert p.startswith(DESCRIPTIONS["Es3"]["test"][0]) and QUALITY["low"]["test"][0] in p
+    ps = quality_prompts("Es3", "high")
+    assert len(ps) == len(DESCRIPTIONS["Es3"]["test"]) * len(QUALITY["high"]["test"]) == len(set(ps))
+    assert quality_prompts("Es3", None) == DESCRIPTIONS["Es3"]["test"] and quality_prompt("Es3", "high", k=1) == ps[1]

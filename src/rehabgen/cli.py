@@ -287,11 +287,15 @@ def generate_cmd(
     out: Path = typer.Option(..., "--out", help="Output .npz."),
     n: int = typer.Option(4, "--n", min=1),
     length: Optional[int] = typer.Option(None, "--length", help="Frames (at the model's fps)."),
+    score: Optional[float] = typer.Option(None, "--score", help="Clinical score; default: the quality the text states."),
     steps: Optional[int] = typer.Option(None, "--steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance"),
     seed: int = typer.Option(0, "--seed"),
 ):
-    """Generate sequences from a free-text description."""
+    """Generate sequences from a free-text description.
+
+    How well the exercise is performed ("done poorly", "with full range of motion") is read
+    from the text and becomes the score condition; --score overrides it."""
     import numpy as np
 
     from rehabgen.models import ModelError
@@ -302,13 +306,21 @@ def generate_cmd(
     kw = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
     try:
         model = load_model(run_dir)
-        pos = model.sample_text(text, n=n, length=length, seed=seed, **kw)
+        pos = model.sample_text(text, n=n, length=length, seed=seed, score=score, **kw)
+        band, unit = model.read_text([text])
     except (ModelError, TextEncoderError, ValueError) as e:
         fail(str(e))
-    cfg = _samples_out_config(run_dir, model, text=text, n=n, length=length, seed=seed, **kw)
-    save_samples(out, pos, ["text"] * n, np.full(n, np.nan), model.spec.skeleton, cfg, model.spec.fps)
+    nrm = model.spec.normalizer
+    stated = None if band[0] is None else round(float(nrm.score_lo + unit[0] * (nrm.score_hi - nrm.score_lo)), 2)
+    used = score if score is not None else stated
+    cfg = _samples_out_config(run_dir, model, text=text, n=n, length=length, seed=seed, score=score, **kw)
+    cfg["read_from_text"] = {"quality": band[0], "score": stated}
+    save_samples(out, pos, ["text"] * n, np.full(n, np.nan if used is None else used), model.spec.skeleton, cfg,
+                 model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
-    console.print(f"wrote {n} samples for {text!r} to {out}")
+    said = "no quality stated" if band[0] is None else f"quality read: {band[0]} ({model.spec.score_name} ≈ {stated:g})"
+    console.print(f"wrote {n} samples for {text!r} to {out} ({said}"
+                  f"{'' if score is None else f'; --score {score:g} used'})")
 
 
 @app.command("complete")

@@ -223,7 +223,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
 
 
 def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, repeats: int,
-                  steps: int | None = None, n_quality: int = 8) -> tuple[dict, dict]:
+                  steps: int | None = None, n_per_prompt: int = 2) -> tuple[dict, dict]:
     """Text-to-motion metrics for a text-conditioned model, each next to its real reference.
 
     Prompts are held-out paraphrases (never trained on) built for each real test sequence from
@@ -232,7 +232,6 @@ def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, rep
     accuracy of prompt-only samples, and whether "performed well" / "performed poorly" prompts
     move the predicted score in the stated direction, per exercise."""
     from rehabgen.metrics.evaluator import eval_inputs, eval_inputs_from_positions
-    from rehabgen.text.corpus import quality_prompt
     from rehabgen.text.retrieval import TextMotionEvaluator, r_precision, sequence_texts, text_fid
 
     lo, hi = model.spec.normalizer.score_lo, model.spec.normalizer.score_hi
@@ -257,20 +256,61 @@ def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, rep
                          "text_accuracy": float((ev.predict_exercise(x_real[boot]) == labels[boot]).mean())})
     gen, ref = _mean_std(gen_runs), _mean_std(ref_runs)
     metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
-    checks = {"prompts": texts[:10], "quality_control": {}}
-    real_scores = ev.predict_score(x_real)
-    for k, e in enumerate(model.spec.exercises):
-        pred = {}
-        for band in ("high", "low"):
-            p = quality_prompt(e, band)
-            g = model.sample_text(p, n=n_quality, seed=seed + 7 * k, **kw)
-            xg = eval_inputs_from_positions(g, model.spec.skeleton, np.full(n_quality, k), np.full(n_quality, np.nan))[0]
-            pred[band] = {"prompt": p, "predicted_score": float(ev.predict_score(xg).mean())}
-        checks["quality_control"][e] = {**pred, "moves_as_stated": pred["high"]["predicted_score"] > pred["low"]["predicted_score"]}
-    qc = checks["quality_control"].values()
-    checks["share_of_exercises_where_quality_moves_as_stated"] = float(np.mean([v["moves_as_stated"] for v in qc]))
-    checks["real_reference_mean_predicted_score"] = float(real_scores.mean())
+    checks = {"prompts": texts[:10], "quality_reader": quality_reader_accuracy(model),
+              **quality_control(model, ev, test_ds, x_real, seed, n_per_prompt, kw)}
     return metrics, checks
+
+
+def quality_control(model, ev, test_ds: Dataset, x_real: np.ndarray, seed: int, n_per_prompt: int,
+                    kw: dict) -> dict:
+    """Do quality phrases move the motion the stated way? Per exercise and band, samples from
+    every held-out description x held-out quality phrase (never trained on), scored by the
+    real-trained TS regressor. Reference: the same regressor on real held-out sequences of
+    that exercise whose TS lies in that band."""
+    from rehabgen.metrics.evaluator import eval_inputs_from_positions
+    from rehabgen.text.corpus import QUALITY, quality_band, quality_prompts
+
+    real_pred = ev.predict_score(x_real)
+    real_band = np.array([quality_band(u) for u in model.spec.normalizer.score_to_unit(
+        [s.score(model.spec.score_name) for s in test_ds.sequences])])
+    real_ex = np.array([s.exercise for s in test_ds.sequences])
+    out = {}
+    for k, e in enumerate(model.spec.exercises):
+        row = {}
+        for j, band in enumerate(QUALITY):
+            prompts = quality_prompts(e, band)
+            g = model.sample_text([p for p in prompts for _ in range(n_per_prompt)], n=len(prompts) * n_per_prompt,
+                                  seed=seed + 31 * k + j, **kw)
+            xg = eval_inputs_from_positions(g, model.spec.skeleton, np.full(len(g), k), np.full(len(g), np.nan))[0]
+            pred = ev.predict_score(xg)
+            real = real_pred[(real_ex == e) & (real_band == band)]
+            row[band] = {"prompt": prompts[0], "n": len(g), "predicted_score": float(pred.mean()),
+                         "predicted_score_std": float(pred.std()),
+                         "real_reference": float(real.mean()) if real.size else None, "n_real": int(real.size)}
+        row["moves_as_stated"] = bool(row["high"]["predicted_score"] > row["low"]["predicted_score"])
+        out[e] = row
+    share = float(np.mean([v["moves_as_stated"] for v in out.values()]))
+    gap = float(np.mean([v["high"]["predicted_score"] - v["low"]["predicted_score"] for v in out.values()]))
+    ok = [v for v in out.values() if v["high"]["n_real"] and v["low"]["n_real"]]
+    real_gap = float(np.mean([v["high"]["real_reference"] - v["low"]["real_reference"] for v in ok])) if ok else None
+    return {"quality_control": out, "share_of_exercises_where_quality_moves_as_stated": share,
+            "mean_high_minus_low": gap, "real_reference_high_minus_low": real_gap,
+            "real_reference_mean_predicted_score": float(real_pred.mean())}
+
+
+def quality_reader_accuracy(model) -> dict:
+    """How often the model's quality reader reads the stated band (or "none") from held-out
+    sentences: every held-out description, alone or with every held-out quality phrase."""
+    from rehabgen.text.corpus import QUALITY, quality_prompts
+
+    if not model.spec.text_reader:
+        return {}
+    acc = {}
+    for band in [*QUALITY, None]:
+        prompts = [p for e in model.spec.exercises for p in quality_prompts(e, band)]
+        read = model.read_text(prompts)[0]
+        acc[band or "none"] = float(np.mean([r == band for r in read]))
+    return acc
 
 
 def load_metrics(report_dir: str | Path) -> dict:

@@ -183,11 +183,26 @@ def write_report(out: Path, result: dict, model, samples, cond_ex, cond_sc, R_fe
     if result.get("text"):
         t = result["text"]
         md += ["## Text to motion: do quality phrases move the score?", "",
-               "| exercise | prompt (high) | predicted TS | prompt (low) | predicted TS | as stated |", "|---|---|---|---|---|---|"]
+               "Samples from every held-out description × held-out quality phrase, scored by the real-trained TS "
+               "regressor; real = the same regressor on held-out real sequences of that exercise in that band.", "",
+               "| exercise | high: generated (real) | mid: generated (real) | low: generated (real) | high > low |",
+               "|---|---|---|---|---|"]
+
+        def cell(d):
+            real = "–" if d["real_reference"] is None else f"{d['real_reference']:.1f}"
+            return f"{d['predicted_score']:.1f} ± {d['predicted_score_std']:.1f} ({real})"
+
         for e, v in t["quality_control"].items():
-            md.append(f"| {e} | {v['high']['prompt']} | {v['high']['predicted_score']:.1f} | {v['low']['prompt']} | "
-                      f"{v['low']['predicted_score']:.1f} | {'yes' if v['moves_as_stated'] else 'no'} |")
-        md += ["", f"Exercises where the score moves as stated: {t['share_of_exercises_where_quality_moves_as_stated']:.0%}.", ""]
+            md.append(f"| {e} | {cell(v['high'])} | {cell(v['mid'])} | {cell(v['low'])} | "
+                      f"{'yes' if v['moves_as_stated'] else 'no'} |")
+        real_gap = t.get("real_reference_high_minus_low")
+        md += ["", f"Exercises where the score moves as stated: {t['share_of_exercises_where_quality_moves_as_stated']:.0%}; "
+               f"mean high − low {t['mean_high_minus_low']:+.1f} TS (real "
+               f"{'–' if real_gap is None else f'{real_gap:+.1f}'}). Example prompt: "
+               f"“{next(iter(t['quality_control'].values()))['low']['prompt']}”.", ""]
+        if t.get("quality_reader"):
+            md += ["Quality reader on held-out sentences (share read as stated): "
+                   + ", ".join(f"{k} {v:.0%}" for k, v in t["quality_reader"].items()) + ".", ""]
     if result.get("downstream"):
         md += ["## Downstream utility: rehabilitation assessment", "",
                result["downstream"].get("protocol", ""), "", "| condition / measure | mean ± std |", "|---|---|"]

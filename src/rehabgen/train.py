@@ -36,7 +36,8 @@ def _batch(arrays: dict[str, torch.Tensor], n: int, bs: int, seed: int, step: in
 
 
 def _tensors(a: TrainArrays) -> dict[str, torch.Tensor]:
-    extra = {"text": torch.from_numpy(a.text).float()} if a.text is not None else {}
+    extra = {} if a.text is None else {"text": torch.from_numpy(a.text).float(),
+                                        "text_score": torch.from_numpy(a.text_score).float()}
     return {**extra,
         "z": torch.from_numpy(a.z).float(),
         "mask": torch.from_numpy(a.mask),

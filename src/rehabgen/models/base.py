@@ -114,6 +114,9 @@ class DataSpec:
     bone_pairs: list[tuple[int, int]] = field(default_factory=list)
     text_encoder: str = ""  # name of the frozen sentence encoder ("" = no text conditioning)
     text_dim: int = 0
+    # what the text says about quality -> score condition: {"quality": AttributeReader dict,
+    # "band_scores": {band: unit score}} (empty: text carries no score, as in models before it)
+    text_reader: dict = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
@@ -123,7 +126,7 @@ class DataSpec:
         return {"skeleton": self.skeleton.to_dict(), "exercises": list(self.exercises), "fps": self.fps,
                 "max_len": self.max_len, "default_length": self.default_length, "score_name": self.score_name,
                 "normalizer": self.normalizer.to_dict(), "preprocess": self.preprocess,
-                "text_encoder": self.text_encoder, "text_dim": self.text_dim}
+                "text_encoder": self.text_encoder, "text_dim": self.text_dim, "text_reader": self.text_reader}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataSpec":
@@ -131,7 +134,7 @@ class DataSpec:
         return cls(sk, tuple(d["exercises"]), float(d["fps"]), int(d["max_len"]),
                    {k: int(v) for k, v in d["default_length"].items()}, d["score_name"],
                    Normalizer.from_dict(d["normalizer"]), d["preprocess"], sk.bones, d.get("text_encoder", ""),
-                   int(d.get("text_dim", 0)))
+                   int(d.get("text_dim", 0)), d.get("text_reader", {}))
 
 
 @dataclass
@@ -146,6 +149,7 @@ class TrainArrays:
     score: np.ndarray  # in [0, 1], NaN where absent
     subject: np.ndarray
     text: np.ndarray | None = None  # (N, K, D_text): K embedded descriptions of each sequence
+    text_score: np.ndarray | None = None  # (N, K): the score where description k states a quality, else NaN
 
 
 def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: str = "TS",
@@ -167,10 +171,12 @@ def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: 
         ls = arr["lengths"][arr["exercise"] == e]
         default_length[name] = int(np.median(ls)) if ls.size else int(np.median(arr["lengths"]))
     score = normalizer.score_to_unit(arr["score"])
-    text, text_dim = None, 0
+    text = text_score = None
+    text_dim, reader_meta = 0, {}
     if text_encoder:
-        from rehabgen.text.corpus import describe
+        from rehabgen.text.corpus import QUALITY, describe, quality_band
         from rehabgen.text.encoder import get_encoder
+        from rehabgen.text.reader import quality_reader
 
         enc = get_encoder(text_encoder)
         full = np.array([s.n_frames for s in pre.sequences], np.float64)  # before cropping
@@ -180,10 +186,20 @@ def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: 
                      for i, (s, u) in enumerate(zip(pre.sequences, score)) for _ in range(text_variants)]
         text = enc.encode(sentences).reshape(len(pre.sequences), text_variants, -1)
         text_dim = enc.dim
+        # the score goes with a description exactly when the reader finds a quality in it,
+        # as at sampling time, where the reader is all there is
+        reader = quality_reader(text_encoder)
+        stated = np.array([b is not None for b in reader.read(sentences)[0]]).reshape(len(pre.sequences), -1)
+        text_score = np.where(stated, score[:, None], np.nan).astype(np.float32)
+        bands = np.array([quality_band(u) for u in score])
+        centre = {"high": 0.875, "mid": 0.625, "low": 0.25}  # used where a band has no training sequence
+        reader_meta = {"quality": reader.to_dict(),
+                       "band_scores": {b: float(np.median(score[bands == b])) if (bands == b).any() else centre[b]
+                                       for b in QUALITY}}
     spec = DataSpec(ds.skeleton, pre.exercises, pre.fps, max_len, default_length, score_name, normalizer,
-                    pcfg.to_dict(), ds.skeleton.bones, text_encoder, text_dim)
+                    pcfg.to_dict(), ds.skeleton.bones, text_encoder, text_dim, reader_meta)
     return spec, TrainArrays(z, arr["mask"], arr["observed"], arr["lengths"], arr["exercise"], score, arr["subject"],
-                             text)
+                             text, text_score)
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,13 +322,17 @@ class GenerativeModel:
             if e not in self.spec.exercises:
                 raise ModelError(f"unknown exercise {e!r}; this model knows {list(self.spec.exercises)}")
             idx.append(self.spec.exercises.index(e))
+        unit, sc = self.unit_scores(score, n)
+        return torch.tensor(idx, dtype=torch.long), unit, names, sc
+
+    def unit_scores(self, score, n: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Scores (scalar or (n,), None/NaN = unknown) -> (unit scores (n,), checked raw scores)."""
         sc = np.broadcast_to(np.asarray(np.nan if score is None else score, np.float32), (n,)).copy()
         lo, hi = self.spec.normalizer.score_lo, self.spec.normalizer.score_hi
         bad = np.isfinite(sc) & ((sc < lo - 1e-6) | (sc > hi + 1e-6))
         if bad.any():
             raise ModelError(f"score {sc[bad][0]:g} outside the {self.spec.score_name} range [{lo:g}, {hi:g}]")
-        unit = torch.from_numpy(self.spec.normalizer.score_to_unit(sc))
-        return torch.tensor(idx, dtype=torch.long), unit, names, sc
+        return torch.from_numpy(self.spec.normalizer.score_to_unit(sc)), sc
 
     def sample(self, exercise: str | list[str], score: float | np.ndarray | None = None, length: int | None = None,
                n: int = 1, seed: int = 0, batch_size: int = 64, **kwargs) -> np.ndarray:
@@ -345,7 +365,8 @@ class GenerativeModel:
         emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(texts))
         if exercise is None:
             ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long)  # the null label
-            sc = torch.full((n,), float("nan"))
+            # the quality the text states becomes the score condition, unless a score is given
+            sc = torch.from_numpy(self.read_text(texts)[1]) if score is None else self.unit_scores(score, n)[0]
         else:
             ex, sc, _, _ = self.conditions(exercise, score, n)
         length = length or int(np.median(list(self.spec.default_length.values())))
@@ -357,6 +378,17 @@ class GenerativeModel:
         with self.averaged():
             z = self.generate(ex, sc, int(length), gen, text=emb, **kwargs)
         return self.spec.normalizer.decode(z.float().cpu().numpy())
+
+    def read_text(self, texts: list[str]) -> tuple[list[str | None], np.ndarray]:
+        """What the texts state about quality: band per text (None: nothing stated) and the
+        unit score it stands for (NaN where nothing is stated, or for models without a reader)."""
+        if not self.spec.text_reader:
+            return [None] * len(texts), np.full(len(texts), np.nan, np.float32)
+        from rehabgen.text.reader import AttributeReader
+
+        bands = AttributeReader.from_dict(self.spec.text_reader["quality"]).read(texts)[0]
+        table = self.spec.text_reader["band_scores"]
+        return bands, np.array([np.nan if b is None else table[b] for b in bands], np.float32)
 
     def body(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised (..., J*3) -> normalised body (..., J, 3), differentiable (geometric losses)."""

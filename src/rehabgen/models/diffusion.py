@@ -103,14 +103,20 @@ class DiffusionModel(GenerativeModel):
         x_t = self.train_scheduler.add_noise(x0, noise, t)
         drop_all = torch.rand(B, device=x0.device) < h["p_uncond"]
         text = drop_text = None
+        score = batch["score"]
         drop_ex = drop_all
+        drop_sc = drop_all | (torch.rand(B, device=x0.device) < h["p_drop_score"])
         if "text" in batch:  # one of the K descriptions of each sequence
             k = torch.randint(0, batch["text"].shape[1], (B,), device=x0.device)
-            text = batch["text"][torch.arange(B, device=x0.device), k]
+            rows = torch.arange(B, device=x0.device)
+            text = batch["text"][rows, k]
             drop_text = drop_all | (torch.rand(B, device=x0.device) < h["p_drop_text"])
-            drop_ex = drop_all | ((torch.rand(B, device=x0.device) < h["p_text_only"]) & ~drop_text)
-        drop_sc = drop_ex | (torch.rand(B, device=x0.device) < h["p_drop_score"])
-        pred = nets["denoiser"](x_t, t, batch["exercise"], batch["score"], pad, drop_ex, drop_sc, text, drop_text)
+            text_only = (torch.rand(B, device=x0.device) < h["p_text_only"]) & ~drop_text
+            drop_ex = drop_all | text_only
+            # text only: the score is known just where the description states a quality (NaN
+            # otherwise), as when sampling from a prompt, where the quality reader sets it
+            score = torch.where(text_only, batch["text_score"][rows, k], score)
+        pred = nets["denoiser"](x_t, t, batch["exercise"], score, pad, drop_ex, drop_sc, text, drop_text)
         rec = masked_mse(pred, x0, target_mask)
         vel = velocity_loss(pred, x0, target_mask)
         bone = bone_length_loss(self.body(pred), self.body(x0), target_mask, self.spec.bone_pairs)

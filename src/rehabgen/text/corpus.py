@@ -99,20 +99,30 @@ DESCRIPTIONS: dict[str, dict[str, list[str]]] = {
     },
 }
 
-# quality phrases by score band (fraction of the score range); a phrase states a direction
+# quality phrases by score band (fraction of the score range); a phrase states a direction.
+# Each phrase is one or two short clauses: the quality reader (text/reader.py) reads clauses.
 QUALITY: dict[str, dict[str, list[str]]] = {
     "high": {
-        "train": ["performed correctly", "with full range of motion", "with good control", "smoothly and fully"],
-        "test": ["done well, with complete movement"],
+        "train": ["performed correctly", "with full range of motion", "with good control", "smoothly and fully",
+                  "with excellent form", "reaching the full amplitude", "well executed", "without compensation",
+                  "with correct posture throughout", "accurately and with ease", "confidently, with a large movement"],
+        "test": ["done well, with complete movement", "with perfect technique",
+                 "executed cleanly through the whole range"],
     },
     "mid": {
-        "train": ["with some difficulty", "with a slightly reduced range", "with moderate control"],
-        "test": ["performed fairly, with a somewhat limited range"],
+        "train": ["with some difficulty", "with a slightly reduced range", "with moderate control",
+                  "reasonably well but not fully", "with minor compensation", "with fair quality",
+                  "partially reaching the target", "with a somewhat hesitant movement"],
+        "test": ["performed fairly, with a somewhat limited range", "adequately, with small errors",
+                 "not quite fully, with average control"],
     },
     "low": {
         "train": ["with a limited range of motion", "with trunk compensation", "poorly, with little control",
-                  "with difficulty and hesitation"],
-        "test": ["done poorly, with a small and uncertain movement"],
+                  "with difficulty and hesitation", "badly", "with a very small movement",
+                  "incorrectly, with a stiff trunk", "with great effort and poor balance",
+                  "with jerky, incomplete movements", "far from the target range"],
+        "test": ["done poorly, with a small and uncertain movement", "with a severely restricted range and bad posture",
+                 "weakly and with many mistakes"],
     },
 }
 SPEED: dict[str, dict[str, list[str]]] = {
@@ -157,10 +167,28 @@ def describe(exercise: str, unit_score: float | None, duration_rel: float | None
 
 def quality_prompt(exercise: str, band: str, split: str = "test", k: int = 0) -> str:
     """A fixed prompt stating exercise and quality (for controlled checks)."""
-    d = DESCRIPTIONS[exercise][split]
-    q = QUALITY[band][split]
-    return f"{d[k % len(d)]}, {q[k % len(q)]}"
+    return quality_prompts(exercise, band, split)[k % (len(DESCRIPTIONS[exercise][split]) * len(QUALITY[band][split]))]
+
+
+def quality_prompts(exercise: str, band: str | None, split: str = "test") -> list[str]:
+    """Every description of `exercise` joined with every quality phrase of `band` (None: no
+    quality phrase), description-major."""
+    ds = DESCRIPTIONS[exercise][split]
+    return list(ds) if band is None else [f"{d}, {q}" for d in ds for q in QUALITY[band][split]]
 
 
 def all_sentences(split: str = "train") -> list[str]:
     return [s for e in DESCRIPTIONS.values() for s in e[split]]
+
+
+def quality_items(split: str = "train") -> list[tuple[str, str]]:
+    """(clause, band) pairs for the quality reader: every clause of every quality phrase (and
+    the whole phrase) gives its band; every clause of the descriptions and speed phrases gives
+    "none", so a clause about the movement itself is not read as a quality."""
+    from rehabgen.text.reader import NONE, clauses
+
+    items = {(c, NONE) for d in DESCRIPTIONS.values() for t in d[split] for c in clauses(t)}
+    items |= {(c, NONE) for s in SPEED.values() for t in s[split] for c in clauses(t)}
+    for band, q in QUALITY.items():
+        items |= {(c, band) for t in q[split] for c in [*clauses(t), t.lower()]}
+    return sorted(items)
