@@ -145,6 +145,11 @@ def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
     r = run("generate", out, "--text", "raise both arms", "--score", 44, "--n", 1, "--steps", 2, "--out", tmp_path / "g2.npz")
     assert r.exit_code == 0 and "no quality stated" in r.output and "--score 44 used" in r.output
     assert load_samples(tmp_path / "g2.npz")["score"].tolist() == [44.0]
+    r = run("generate", out, "--text", "raise both arms, done well", "--then", "squat down, done poorly", "--n", 1,
+            "--length", 40, "--steps", 2, "--out", tmp_path / "g3.npz")
+    assert r.exit_code == 0, r.output
+    g3 = load_samples(tmp_path / "g3.npz")
+    assert g3["positions"].shape[:2] == (1, 40) and [p["quality"] for p in g3["config"]["read_from_text"]] == ["high", "low"]
     r = run("evaluate", out, "--data", data, "--out", tmp_path / "rep", "--repeats", 1, "--no-downstream",
             "--steps", 5)
     assert r.exit_code == 0, r.output

@@ -143,6 +143,30 @@ def test_explicit_score_wins_over_the_stated_quality(text_model, monkeypatch):
         m.sample_text("arms up", n=1, score=99.0)
 
 
+def test_timeline_composes_descriptions_in_order(text_model):
+    """forward raise, then sideways raise, in one sequence: lateral wrist motion appears only in
+    the second half; the first half looks like the forward raise alone."""
+    _, m = text_model
+    fwd, side = DESCRIPTIONS["Es1"]["test"][0], DESCRIPTIONS["Es2"]["test"][0]
+    x = m.sample_timeline([fwd, side], n=4, seed=0, length=32)
+    L, h = x.shape[1], m.timeline_overlap()
+    assert L == 32 and np.isfinite(x).all()
+    w = SK.index("WristLeft")
+    lateral = lambda a: np.ptp(a[:, :, w, 0], 1).mean()  # noqa: E731
+    first, second = x[:, : L // 2 - h // 2], x[:, L // 2 + h // 2:]
+    assert lateral(second) > 2 * lateral(first), (lateral(first), lateral(second))
+    rev = m.sample_timeline([side, fwd], n=4, seed=0, length=32)
+    assert lateral(rev[:, : L // 2 - h // 2]) > 2 * lateral(rev[:, L // 2 + h // 2:])
+    # no jump at the seam: the step across it is like the steps inside the segments
+    step = np.linalg.norm(np.diff(x, axis=1), axis=-1).mean((0, 2))
+    assert step[L // 2 - 2: L // 2 + 2].max() < 4 * np.median(step), step
+    assert m.sample_timeline([fwd, side], n=1, seed=0).shape[1] == 2 * min(m.spec.default_length["Es1"], m.spec.max_len)
+    with pytest.raises(ModelError, match="longer than the 32 frames"):
+        m.sample_timeline([fwd, side], n=1, length=4 * m.spec.max_len)
+    with pytest.raises(ModelError, match="at least one description"):
+        m.sample_timeline([], n=1)
+
+
 def test_text_model_keeps_label_conditioning_and_persists(text_model, tmp_path):
     _, m = text_model
     x = m.sample("Es2", 40.0, n=2, seed=0)

@@ -285,14 +285,16 @@ def generate_cmd(
     run_dir: Path = typer.Argument(..., help="Run folder of a model trained with `--text`."),
     text: str = typer.Option(..., "--text", help="Free-text description of the exercise and how it is performed."),
     out: Path = typer.Option(..., "--out", help="Output .npz."),
+    then: list[str] = typer.Option([], "--then", help="A further movement after the previous one (repeatable): "
+                                                      "one sequence composed of several descriptions."),
     n: int = typer.Option(4, "--n", min=1),
-    length: Optional[int] = typer.Option(None, "--length", help="Frames (at the model's fps)."),
+    length: Optional[int] = typer.Option(None, "--length", help="Frames (at the model's fps), all segments together."),
     score: Optional[float] = typer.Option(None, "--score", help="Clinical score; default: the quality the text states."),
     steps: Optional[int] = typer.Option(None, "--steps"),
     guidance: Optional[float] = typer.Option(None, "--guidance"),
     seed: int = typer.Option(0, "--seed"),
 ):
-    """Generate sequences from a free-text description.
+    """Generate sequences from a free-text description, or from several in a row (--then).
 
     How well the exercise is performed ("done poorly", "with full range of motion") is read
     from the text and becomes the score condition; --score overrides it."""
@@ -303,23 +305,29 @@ def generate_cmd(
     from rehabgen.samples import save_samples
     from rehabgen.text.encoder import TextEncoderError
 
+    parts = [text, *then]
     kw = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
     try:
         model = load_model(run_dir)
-        pos = model.sample_text(text, n=n, length=length, seed=seed, score=score, **kw)
-        band, unit = model.read_text([text])
+        if then:
+            pos = model.sample_timeline(parts, n=n, length=length, seed=seed, score=score, **kw)
+        else:
+            pos = model.sample_text(text, n=n, length=length, seed=seed, score=score, **kw)
+        bands, unit = model.read_text(parts)
     except (ModelError, TextEncoderError, ValueError) as e:
         fail(str(e))
     nrm = model.spec.normalizer
-    stated = None if band[0] is None else round(float(nrm.score_lo + unit[0] * (nrm.score_hi - nrm.score_lo)), 2)
-    used = score if score is not None else stated
-    cfg = _samples_out_config(run_dir, model, text=text, n=n, length=length, seed=seed, score=score, **kw)
-    cfg["read_from_text"] = {"quality": band[0], "score": stated}
+    read = [{"text": p, "quality": b, "score": None if b is None else round(float(nrm.score_lo + u * (nrm.score_hi - nrm.score_lo)), 2)}
+            for p, b, u in zip(parts, bands, unit)]
+    used = score if score is not None else read[0]["score"] if len(parts) == 1 else None
+    cfg = _samples_out_config(run_dir, model, text=text, then=then, n=n, length=length, seed=seed, score=score, **kw)
+    cfg["read_from_text"] = read if then else read[0]
     save_samples(out, pos, ["text"] * n, np.full(n, np.nan if used is None else used), model.spec.skeleton, cfg,
                  model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
-    said = "no quality stated" if band[0] is None else f"quality read: {band[0]} ({model.spec.score_name} ≈ {stated:g})"
-    console.print(f"wrote {n} samples for {text!r} to {out} ({said}"
+    said = "; ".join("no quality stated" if r["quality"] is None else
+                     f"quality read: {r['quality']} ({model.spec.score_name} ≈ {r['score']:g})" for r in read)
+    console.print(f"wrote {n} samples of {pos.shape[1]} frames for {' → '.join(map(repr, parts))} to {out} ({said}"
                   f"{'' if score is None else f'; --score {score:g} used'})")
 
 

@@ -379,6 +379,44 @@ class GenerativeModel:
             z = self.generate(ex, sc, int(length), gen, text=emb, **kwargs)
         return self.spec.normalizer.decode(z.float().cpu().numpy())
 
+    def sample_timeline(self, texts: list[str], n: int = 1, length: int | None = None, seed: int = 0,
+                        score: float | None = None, overlap: int | None = None, **kwargs) -> np.ndarray:
+        """Positions (n, T, J, 3) of one movement per description, in order ("raise the arms",
+        then "squat down"): new exercises composed from known movements. The segments share
+        `length` frames equally (default: each as long as a window allows); each reads its own
+        quality unless `score` is given."""
+        if not self.spec.text_encoder:
+            raise ModelError(f"this {self.family} model was trained without text; train it with `--text`")
+        if self.family != "diffusion":
+            raise ModelError(f"timelines of descriptions need a diffusion model, not {self.family!r}")
+        texts = [str(t) for t in texts]
+        if not texts:
+            raise ModelError("a timeline needs at least one description")
+        from rehabgen.text.encoder import get_encoder
+
+        k = len(texts)
+        if length is None:
+            length = k * min(int(np.median(list(self.spec.default_length.values()))), self.spec.max_len)
+        if length < 2 * k:
+            raise ModelError(f"length {length} is too short for {k} segments")
+        bounds = np.linspace(0, length, k + 1).round().astype(int)
+        segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(texts))  # (k, D_text)
+        unit = torch.from_numpy(self.read_text(texts)[1]) if score is None else self.unit_scores(score, k)[0]
+        ex = torch.full((k, n), len(self.spec.exercises), dtype=torch.long)  # text only: the null label
+        for net in self.nets.values():
+            net.eval()
+        gen = torch.Generator().manual_seed(int(seed))
+        with self.averaged():
+            z = self.generate(ex, unit[:, None].expand(k, n).contiguous(), int(length), gen,
+                              text=emb[:, None].expand(k, n, -1).contiguous(), segments=segments, overlap=overlap,
+                              **kwargs)
+        return self.spec.normalizer.decode(z.float().cpu().numpy())
+
+    def timeline_overlap(self) -> int:
+        """Frames made anew around each seam of a timeline: 1.5 s, at most max_len/4."""
+        return min(int(round(1.5 * self.spec.fps)), self.spec.max_len // 4)
+
     def read_text(self, texts: list[str]) -> tuple[list[str | None], np.ndarray]:
         """What the texts state about quality: band per text (None: nothing stated) and the
         unit score it stands for (NaN where nothing is stated, or for models without a reader)."""

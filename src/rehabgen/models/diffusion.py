@@ -123,37 +123,83 @@ class DiffusionModel(GenerativeModel):
         loss = rec + h["w_vel"] * vel + h["w_bone"] * bone
         return loss, {"rec": float(rec.detach()), "vel": float(vel.detach()), "bone": float(bone.detach())}
 
+    @staticmethod
+    def _guided_x0(net, x, tt, exercise, score, text, g: float) -> torch.Tensor:
+        """x0 estimate with classifier-free guidance: u + g (c - u), both halves in one batch."""
+        if g == 1.0:
+            return net(x, tt, exercise, score, text=text)
+        n = x.shape[0]
+        drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
+        both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([exercise, exercise]), torch.cat([score, score]),
+                   None, drop, drop, None if text is None else torch.cat([text, text]), drop)
+        c, u = both[:n], both[n:]
+        return u + g * (c - u)
+
     @torch.no_grad()
     def generate(self, exercise, score, length, generator, sampler=None, steps=None, guidance=None,
                  known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
-                 text: torch.Tensor | None = None):
+                 text: torch.Tensor | None = None, segments: list[tuple[int, int]] | None = None,
+                 overlap: int | None = None):
         """known (n, T, D) / known_mask (n, T, J): values to keep (inpainting). Each denoising
         step's x0 estimate is overwritten with the known values before the scheduler step, so
-        the missing parts are generated consistently with what was observed."""
+        the missing parts are generated consistently with what was observed.
+
+        segments: a timeline, consecutive frame ranges [(0, b1), (b1, b2), ...] covering
+        `length`, with conditions per range: exercise/score (k, n), text (k, n, D_text). Each
+        range is denoised apart under its own conditions (each at most max_len; the total may
+        be longer), then every seam is in-betweened: `overlap` frames around it (default
+        `timeline_overlap()`) are generated again, unconditionally, by inpainting between the
+        known frames on both sides. (Averaging overlapping windows at every step, as in
+        DoubleTake's handshake, let one description bleed into the other on small models.)"""
         h = self.hparams
         net = self.nets["denoiser"]
         sampler, steps = sampler or h["sampler"], int(steps or h["steps"])
         g = float(h["guidance"] if guidance is None else guidance)
         sched = make_scheduler(sampler, dict(self.train_scheduler.config), steps)
-        n, D = len(exercise), self.spec.dim
+        n, D = exercise.shape[-1], self.spec.dim
         x = torch.randn((n, length, D), generator=generator)
         if known is not None:
             km = known_mask[..., None].expand(n, length, known_mask.shape[-1], 3).reshape(n, length, D)
-        null = torch.ones(n, dtype=torch.bool)
-        text2 = None if text is None else torch.cat([text, text])
+        if segments is not None:
+            self._check_segments(segments, length)
         for t in sched.timesteps:
             tt = torch.full((n,), int(t), dtype=torch.long)
-            if g == 1.0:
-                x0 = net(x, tt, exercise, score, text=text)
-            else:  # one batch: conditional half, then the all-null half
-                drop = torch.cat([~null, null])
-                both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([exercise, exercise]),
-                           torch.cat([score, score]), None, drop, drop, text2, drop)
-                c, u = both[:n], both[n:]
-                x0 = u + g * (c - u)
+            if segments is None:
+                x0 = self._guided_x0(net, x, tt, exercise, score, text, g)
+            else:
+                x0 = torch.cat([self._guided_x0(net, x[:, a:b], tt, exercise[i], score[i],
+                                                None if text is None else text[i], g)
+                                for i, (a, b) in enumerate(segments)], 1)
             if known is not None:
                 x0 = torch.where(km, known, x0)
             x = sched.step(x0, t, x, generator=generator).prev_sample
         if known is not None:
             x = torch.where(km, known, x)
+        if segments is not None and len(segments) > 1:
+            x = self._join_seams(x, [a for a, _ in segments[1:]], generator, sampler, steps, overlap)
+        return x
+
+    def _check_segments(self, segments, length: int) -> None:
+        bounds = [a for a, _ in segments] + [segments[-1][1]]
+        if bounds[0] != 0 or bounds[-1] != length or any(b <= a for a, b in zip(bounds, bounds[1:])):
+            raise ModelError(f"segments {segments} must be consecutive, non-empty and cover 0..{length}")
+        long = [(a, b) for a, b in segments if b - a > self.spec.max_len]
+        if long:
+            raise ModelError(f"segment {long[0][0]}:{long[0][1]} is longer than the {self.spec.max_len} frames this "
+                             "model generates at once")
+
+    def _join_seams(self, x, seams, generator, sampler, steps, overlap) -> torch.Tensor:
+        """Regenerate `overlap` frames around each seam, unconditionally, between known frames."""
+        n, length, D = x.shape
+        m = max(2, self.timeline_overlap() if overlap is None else int(overlap))
+        null_ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long)
+        null_sc = torch.full((n,), float("nan"))
+        for b in seams:
+            f0, f1 = max(0, b - m // 2), min(length, b + m - m // 2)  # frames made anew
+            lo, hi = max(0, f0 - m), min(length, f1 + m)  # with context on both sides
+            keep = torch.ones(n, hi - lo, self.spec.skeleton.n_joints, dtype=torch.bool)
+            keep[:, f0 - lo:f1 - lo] = False
+            x = x.clone()
+            x[:, lo:hi] = self.generate(null_ex, null_sc, hi - lo, generator, sampler, steps, 1.0,
+                                        known=x[:, lo:hi].contiguous(), known_mask=keep)
         return x
