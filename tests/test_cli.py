@@ -160,6 +160,8 @@ def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
     qc = m["text"]["quality_control"]["Es1"]
     assert set(qc) == {"high", "mid", "low", "moves_as_stated"} and qc["high"]["n"] == 18
     assert set(m["text"]["quality_reader"]) == {"high", "mid", "low", "none"}
+    comp = m["text"]["composition"]
+    assert comp["n_pairs"] == 20 and 0 <= comp["halves_recognised"] <= 1 and comp["real_reference"] > 0.5
     assert "quality phrases move the score" in (tmp_path / "rep" / "report.md").read_text()
     r = run("generate", tmp_path / "nowhere", "--text", "x", "--out", tmp_path / "h.npz")
     assert r.exit_code == 2 and "no trained model here" in r.output

@@ -80,6 +80,8 @@ def test_quality_reader_reads_held_out_phrases():
         assert np.mean([r == band for r in read]) >= need, (band, read)
     bands, probs = reader.read(["squat down, performed correctly", "squat down"])
     assert bands == ["high", None] and probs[0].argmax() == 0 and np.isnan(probs[1]).all()
+    bands, _, rest = reader.split(["Squat down, slowly, done poorly", "done poorly", "Squat down"])
+    assert bands == ["low", "low", None] and rest == ["squat down, slowly", "done poorly", "Squat down"]
     # a convex fit from zero: the same reader every time, and it survives a JSON round trip
     again = AttributeReader.fit(quality_items("train"), reader.labels)
     np.testing.assert_allclose(again.weight, reader.weight, atol=1e-4)
@@ -118,10 +120,11 @@ def test_held_out_prompts_give_the_right_exercise(text_model):
 def test_quality_phrases_set_the_score_and_move_the_motion(text_model):
     """toy data: TS grows with the raise's amplitude, so 'done well' must raise the arms higher."""
     _, m = text_model
-    bands, unit = m.read_text(["lift your arms up high over your head and bring them down, done well, with complete movement",
+    bands, unit, rest = m.read_text(["lift your arms up high over your head and bring them down, done well, with complete movement",
                                "lift your arms up high over your head and bring them down, done poorly, with a small and uncertain movement",
                                "lift your arms up high over your head and bring them down"])
     assert bands == ["high", "low", None] and unit[0] > unit[1] and np.isnan(unit[2])
+    assert rest == ["lift your arms up high over your head and bring them down"] * 3  # the quality clauses go
     w = SK.index("WristLeft")
     height = {b: m.sample_text(quality_prompts("Es1", b)[:3], n=3, seed=2)[:, :, w, 1].max(1).mean() for b in ("high", "low")}
     assert height["high"] > height["low"] + 0.05, height

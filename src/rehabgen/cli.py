@@ -313,7 +313,7 @@ def generate_cmd(
             pos = model.sample_timeline(parts, n=n, length=length, seed=seed, score=score, **kw)
         else:
             pos = model.sample_text(text, n=n, length=length, seed=seed, score=score, **kw)
-        bands, unit = model.read_text(parts)
+        bands, unit, _ = model.read_text(parts)
     except (ModelError, TextEncoderError, ValueError) as e:
         fail(str(e))
     nrm = model.spec.normalizer

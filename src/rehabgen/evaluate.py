@@ -257,7 +257,8 @@ def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, rep
     gen, ref = _mean_std(gen_runs), _mean_std(ref_runs)
     metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
     checks = {"prompts": texts[:10], "quality_reader": quality_reader_accuracy(model),
-              **quality_control(model, ev, test_ds, x_real, seed, n_per_prompt, kw)}
+              **quality_control(model, ev, test_ds, x_real, seed, n_per_prompt, kw),
+              "composition": composition_check(model, ev, test_ds, seed, kw)}
     return metrics, checks
 
 
@@ -296,6 +297,42 @@ def quality_control(model, ev, test_ds: Dataset, x_real: np.ndarray, seed: int, 
     return {"quality_control": out, "share_of_exercises_where_quality_moves_as_stated": share,
             "mean_high_minus_low": gap, "real_reference_high_minus_low": real_gap,
             "real_reference_mean_predicted_score": float(real_pred.mean())}
+
+
+def composition_check(model, ev, test_ds: Dataset, seed: int, kw: dict, n_per_pair: int = 2) -> dict:
+    """New exercises composed from known movements: two held-out descriptions of different
+    exercises in a row (every ordered pair), generated as one timeline. Each half, without the
+    in-betweened seam, goes to the real-trained classifier: is it the exercise its description
+    names? Reference: the classifier on real held-out recordings cut to a half's duration."""
+    from dataclasses import replace
+
+    from rehabgen.metrics.evaluator import eval_inputs, eval_inputs_from_positions
+    from rehabgen.text.corpus import DESCRIPTIONS
+
+    names = list(model.spec.exercises)
+    hits, both, pairs = [], [], {}
+    h = model.timeline_overlap()
+    for i, (a, b) in enumerate((a, b) for a in names for b in names if a != b):
+        ta, tb = DESCRIPTIONS[a]["test"][i % 3], DESCRIPTIONS[b]["test"][(i + 1) % 3]
+        g = model.sample_timeline([ta, tb], n=n_per_pair, seed=seed + 500 + i, **kw)
+        L = g.shape[1]
+        halves = np.concatenate([g[:, : L // 2 - h // 2], g[:, L // 2 + h - h // 2:][:, : L // 2 - h // 2]])
+        want = np.array([names.index(a)] * n_per_pair + [names.index(b)] * n_per_pair)
+        ok = ev.predict_exercise(eval_inputs_from_positions(halves, model.spec.skeleton, want,
+                                                            np.full(len(want), np.nan))[0]) == want
+        hits += ok.tolist()
+        both += (ok[:n_per_pair] & ok[n_per_pair:]).tolist()
+        pairs[f"{a}->{b}"] = {"texts": [ta, tb], "halves_recognised": float(ok.mean())}
+    seconds = (L // 2 - h // 2) / model.spec.fps
+    n_real = max(2, int(round(seconds * test_ds.fps)))
+    cut = [replace(s, positions=s.positions[:n_real], valid=s.valid[:n_real],
+                   timestamps=None if s.timestamps is None else s.timestamps[:n_real],
+                   filled=None if s.filled is None else s.filled[:n_real],
+                   state=None if s.state is None else s.state[:n_real]) for s in test_ds.sequences]
+    x_cut, ex_cut, _ = eval_inputs(replace(test_ds, sequences=cut))
+    return {"halves_recognised": float(np.mean(hits)), "both_halves_recognised": float(np.mean(both)),
+            "real_reference": float((ev.predict_exercise(x_cut) == ex_cut).mean()), "half_seconds": float(seconds),
+            "n_pairs": len(pairs), "pairs": pairs}
 
 
 def quality_reader_accuracy(model) -> dict:

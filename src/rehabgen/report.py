@@ -200,6 +200,14 @@ def write_report(out: Path, result: dict, model, samples, cond_ex, cond_sc, R_fe
                f"mean high − low {t['mean_high_minus_low']:+.1f} TS (real "
                f"{'–' if real_gap is None else f'{real_gap:+.1f}'}). Example prompt: "
                f"“{next(iter(t['quality_control'].values()))['low']['prompt']}”.", ""]
+        if t.get("composition"):
+            c = t["composition"]
+            md += ["## Text to motion: composed movements", "",
+                   f"Two held-out descriptions of different exercises in a row ({c['n_pairs']} ordered pairs, one "
+                   f"sequence each, halves of {c['half_seconds']:.1f} s): the real-trained classifier recognises "
+                   f"{c['halves_recognised']:.0%} of the halves as the exercise described, both halves of "
+                   f"{c['both_halves_recognised']:.0%} of the sequences (real recordings cut to the same duration: "
+                   f"{c['real_reference']:.0%}).", ""]
         if t.get("quality_reader"):
             md += ["Quality reader on held-out sentences (share read as stated): "
                    + ", ".join(f"{k} {v:.0%}" for k, v in t["quality_reader"].items()) + ".", ""]

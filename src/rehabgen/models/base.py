@@ -184,12 +184,14 @@ def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: 
         rng = np.random.default_rng(seed)
         sentences = [describe(s.exercise, float(u), full[i] / typical[s.exercise], rng, "train")
                      for i, (s, u) in enumerate(zip(pre.sequences, score)) for _ in range(text_variants)]
-        text = enc.encode(sentences).reshape(len(pre.sequences), text_variants, -1)
-        text_dim = enc.dim
-        # the score goes with a description exactly when the reader finds a quality in it,
-        # as at sampling time, where the reader is all there is
+        # the reader takes the quality out of each description: the denoiser gets the rest of the
+        # words, and the score exactly when a quality was stated, as at sampling time. (With the
+        # quality left in the words, the denoiser learned it from them, barely, and ignored the score.)
         reader = quality_reader(text_encoder)
-        stated = np.array([b is not None for b in reader.read(sentences)[0]]).reshape(len(pre.sequences), -1)
+        bands, _, rest = reader.split(sentences)
+        text = enc.encode(rest).reshape(len(pre.sequences), text_variants, -1)
+        text_dim = enc.dim
+        stated = np.array([b is not None for b in bands]).reshape(len(pre.sequences), -1)
         text_score = np.where(stated, score[:, None], np.nan).astype(np.float32)
         bands = np.array([quality_band(u) for u in score])
         centre = {"high": 0.875, "mid": 0.625, "low": 0.25}  # used where a band has no training sequence
@@ -362,11 +364,11 @@ class GenerativeModel:
         texts = [text] * n if isinstance(text, str) else list(text)
         if len(texts) != n:
             raise ModelError(f"got {len(texts)} texts for n={n} samples")
-        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(texts))
+        _, stated, rest = self.read_text(texts)  # quality -> score condition; the other words -> text
+        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(rest))
         if exercise is None:
             ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long)  # the null label
-            # the quality the text states becomes the score condition, unless a score is given
-            sc = torch.from_numpy(self.read_text(texts)[1]) if score is None else self.unit_scores(score, n)[0]
+            sc = torch.from_numpy(stated) if score is None else self.unit_scores(score, n)[0]
         else:
             ex, sc, _, _ = self.conditions(exercise, score, n)
         length = length or int(np.median(list(self.spec.default_length.values())))
@@ -401,8 +403,9 @@ class GenerativeModel:
             raise ModelError(f"length {length} is too short for {k} segments")
         bounds = np.linspace(0, length, k + 1).round().astype(int)
         segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(texts))  # (k, D_text)
-        unit = torch.from_numpy(self.read_text(texts)[1]) if score is None else self.unit_scores(score, k)[0]
+        _, stated, rest = self.read_text(texts)
+        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(rest))  # (k, D_text)
+        unit = torch.from_numpy(stated) if score is None else self.unit_scores(score, k)[0]
         ex = torch.full((k, n), len(self.spec.exercises), dtype=torch.long)  # text only: the null label
         for net in self.nets.values():
             net.eval()
@@ -417,16 +420,18 @@ class GenerativeModel:
         """Frames made anew around each seam of a timeline: 1.5 s, at most max_len/4."""
         return min(int(round(1.5 * self.spec.fps)), self.spec.max_len // 4)
 
-    def read_text(self, texts: list[str]) -> tuple[list[str | None], np.ndarray]:
-        """What the texts state about quality: band per text (None: nothing stated) and the
-        unit score it stands for (NaN where nothing is stated, or for models without a reader)."""
+    def read_text(self, texts: list[str]) -> tuple[list[str | None], np.ndarray, list[str]]:
+        """What the texts state about quality: band per text (None: nothing stated), the unit
+        score it stands for (NaN where nothing is stated, or for models without a reader) and
+        the texts without their quality clauses (what the denoiser was trained to read)."""
+        texts = [str(t) for t in texts]
         if not self.spec.text_reader:
-            return [None] * len(texts), np.full(len(texts), np.nan, np.float32)
+            return [None] * len(texts), np.full(len(texts), np.nan, np.float32), texts
         from rehabgen.text.reader import AttributeReader
 
-        bands = AttributeReader.from_dict(self.spec.text_reader["quality"]).read(texts)[0]
+        bands, _, rest = AttributeReader.from_dict(self.spec.text_reader["quality"]).split(texts)
         table = self.spec.text_reader["band_scores"]
-        return bands, np.array([np.nan if b is None else table[b] for b in bands], np.float32)
+        return bands, np.array([np.nan if b is None else table[b] for b in bands], np.float32), rest
 
     def body(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised (..., J*3) -> normalised body (..., J, 3), differentiable (geometric losses)."""

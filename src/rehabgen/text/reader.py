@@ -76,20 +76,28 @@ class AttributeReader:
     def read(self, texts: list[str], threshold: float = 0.5) -> tuple[list[str | None], np.ndarray]:
         """Per text: the stated label (None if no clause states one with probability >= threshold)
         and the pooled probabilities (n, L-1) over the stated labels (NaN where nothing is stated)."""
-        parts = [clauses(t) or [str(t)] for t in texts]
+        labels, pooled, _ = self.split(texts, threshold)
+        return labels, pooled
+
+    def split(self, texts: list[str], threshold: float = 0.5) -> tuple[list[str | None], np.ndarray, list[str]]:
+        """`read`, plus each text without the clauses that state the label (the text itself if
+        every clause does), so a model can take the label and the rest of the words apart."""
+        parts = [clauses(t) or [str(t).strip().lower()] for t in texts]
         flat = sorted({c for ps in parts for c in ps})
         probs = dict(zip(flat, self.clause_probs(flat)))
-        out, pooled = [], np.full((len(texts), len(self.labels) - 1), np.nan)
-        for i, ps in enumerate(parts):
+        out, rest, pooled = [], [], np.full((len(texts), len(self.labels) - 1), np.nan)
+        for i, (t, ps) in enumerate(zip(texts, parts)):
             P = np.stack([probs[c] for c in ps])  # (clauses, L)
             stated = 1.0 - P[:, -1]  # how sure each clause is to state anything
             if stated.max() < threshold:
                 out.append(None)
+                rest.append(str(t))
                 continue
             q = (stated[:, None] * P[:, :-1]).sum(0)
             pooled[i] = q / q.sum()
             out.append(self.labels[int(q.argmax())])
-        return out, pooled
+            rest.append(", ".join(c for c, s in zip(ps, stated) if s < threshold) or str(t))
+        return out, pooled, rest
 
     def to_dict(self) -> dict:
         return {"labels": self.labels, "encoder": self.encoder, "weight": np.round(self.weight, 6).tolist(),
