@@ -65,6 +65,20 @@ def test_conditioning_controls_exercise_and_score(trained):
     assert _wrist_height_range(high).mean() > _wrist_height_range(low).mean() + 0.1
 
 
+def test_score_control_is_smooth_between_training_scores(trained):
+    """Scores the data never had: the motion must follow them monotonically, and a score a
+    fraction of a point away must give nearly the same motion (a high-frequency score
+    embedding memorised training scores and jumped between neighbours)."""
+    _, model, _, _ = trained
+    scores = [23.7, 30.2, 36.9, 43.4, 49.0]  # inside the data's range (TS 22-50)
+    r = [_wrist_height_range(model.sample("Es1", s, n=8, seed=3)).mean() for s in scores]
+    assert all(b > a - 0.03 for a, b in zip(r, r[1:])) and r[-1] > r[0] + 0.15, r
+    for s in (22.0, 37.0, 43.0):
+        a = _wrist_height_range(model.sample("Es1", s, n=8, seed=4)).mean()
+        b = _wrist_height_range(model.sample("Es1", s + 0.4, n=8, seed=4)).mean()
+        assert abs(a - b) < 0.05, (s, a, b)
+
+
 def test_same_seed_same_samples_and_samplers(trained):
     _, model, _, _ = trained
     a = model.sample("Es2", 30.0, n=3, seed=5, steps=10)

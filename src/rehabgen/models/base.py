@@ -23,7 +23,7 @@ from rehabgen.io import save_weights_dir
 from rehabgen.preprocess import PreprocessConfig, preprocess_dataset, to_arrays
 from rehabgen.skeleton import Skeleton
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: smooth score embedding (3 Fourier frequencies instead of 8)
 
 
 class ModelError(ValueError):
@@ -494,7 +494,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     except json.JSONDecodeError as e:
         raise ModelError(f"{mj}: not valid JSON ({e.msg})") from None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{mj}: format version {meta.get('format_version')} not supported (expected {FORMAT_VERSION})")
+        raise ModelError(f"{mj}: format version {meta.get('format_version')} not supported (expected {FORMAT_VERSION}; "
+                         "models saved by rehabgen before the smooth score embedding must be retrained)")
     try:
         tensors = load_file(mw)
     except (SafetensorError, OSError) as e:

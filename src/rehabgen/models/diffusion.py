@@ -78,6 +78,7 @@ class DiffusionModel(GenerativeModel):
         "w_vel": 1.0, "w_bone": 0.5,
         "loss_on_filled": False,  # gap-filled values are inputs, never targets, by default
         "sampler": "dpm", "steps": 20, "guidance": 2.0,
+        "score_guidance": None,  # a separate scale for the score's own effect (None: = guidance)
         "lr": 1e-3, "ema": 0.99,  # short CPU budgets: a high rate, and sampling from averaged weights
         "text_encoder": "",  # "minilm": also condition on a free-text description
         "p_drop_text": 0.15, "p_text_only": 0.5,  # text-only training so a prompt alone drives sampling
@@ -124,19 +125,30 @@ class DiffusionModel(GenerativeModel):
         return loss, {"rec": float(rec.detach()), "vel": float(vel.detach()), "bone": float(bone.detach())}
 
     @staticmethod
-    def _guided_x0(net, x, tt, exercise, score, text, g: float) -> torch.Tensor:
-        """x0 estimate with classifier-free guidance: u + g (c - u), both halves in one batch."""
-        if g == 1.0:
-            return net(x, tt, exercise, score, text=text)
+    def _guided_x0(net, x, tt, exercise, score, text, g: float, gs: float | None = None) -> torch.Tensor:
+        """x0 estimate with classifier-free guidance: u + g (c - u), in one batch. With a
+        separate score scale gs (and a known score): u + g (c' - u) + gs (c - c'), where c'
+        drops only the score, so the score's own effect is scaled by gs."""
+        if gs is None or gs == g or not torch.isfinite(score).any():
+            if g == 1.0:
+                return net(x, tt, exercise, score, text=text)
+            k, gs = 2, g
+        else:
+            k = 3
         n = x.shape[0]
-        drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
-        both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([exercise, exercise]), torch.cat([score, score]),
-                   None, drop, drop, None if text is None else torch.cat([text, text]), drop)
-        c, u = both[:n], both[n:]
-        return u + g * (c - u)
+        false, true = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
+        drop_all = torch.cat([false, true, false][:k])
+        drop_sc = torch.cat([false, true, true][:k])
+        out = net(torch.cat([x] * k), torch.cat([tt] * k), torch.cat([exercise] * k), torch.cat([score] * k), None,
+                  drop_all, drop_sc, None if text is None else torch.cat([text] * k), drop_all)
+        c, u = out[:n], out[n:2 * n]
+        if k == 2:
+            return u + g * (c - u)
+        c_ns = out[2 * n:]
+        return u + g * (c_ns - u) + gs * (c - c_ns)
 
     @torch.no_grad()
-    def generate(self, exercise, score, length, generator, sampler=None, steps=None, guidance=None,
+    def generate(self, exercise, score, length, generator, sampler=None, steps=None, guidance=None, score_guidance=None,
                  known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
                  text: torch.Tensor | None = None, segments: list[tuple[int, int]] | None = None,
                  overlap: int | None = None):
@@ -155,6 +167,8 @@ class DiffusionModel(GenerativeModel):
         net = self.nets["denoiser"]
         sampler, steps = sampler or h["sampler"], int(steps or h["steps"])
         g = float(h["guidance"] if guidance is None else guidance)
+        gs = h["score_guidance"] if score_guidance is None else score_guidance
+        gs = None if gs is None else float(gs)
         sched = make_scheduler(sampler, dict(self.train_scheduler.config), steps)
         n, D = exercise.shape[-1], self.spec.dim
         x = torch.randn((n, length, D), generator=generator)
@@ -165,10 +179,10 @@ class DiffusionModel(GenerativeModel):
         for t in sched.timesteps:
             tt = torch.full((n,), int(t), dtype=torch.long)
             if segments is None:
-                x0 = self._guided_x0(net, x, tt, exercise, score, text, g)
+                x0 = self._guided_x0(net, x, tt, exercise, score, text, g, gs)
             else:
                 x0 = torch.cat([self._guided_x0(net, x[:, a:b], tt, exercise[i], score[i],
-                                                None if text is None else text[i], g)
+                                                None if text is None else text[i], g, gs)
                                 for i, (a, b) in enumerate(segments)], 1)
             if known is not None:
                 x0 = torch.where(km, known, x0)
