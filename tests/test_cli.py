@@ -158,7 +158,8 @@ def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
         assert set(m["metrics"][k]) == {"generated", "real_reference"}
     assert set(m["text"]["quality_control"]) == {"Es1", "Es2", "Es3", "Es4", "Es5"}
     qc = m["text"]["quality_control"]["Es1"]
-    assert set(qc) == {"high", "mid", "low", "moves_as_stated"} and qc["high"]["n"] == 18
+    assert {"high", "mid", "low", "moves_as_stated", "high_minus_low", "high_minus_low_se"} <= set(qc)
+    assert qc["high"]["n"] == 36 and qc["high_minus_low"] == qc["high"]["predicted_score"] - qc["low"]["predicted_score"]
     assert set(m["text"]["quality_reader"]) == {"high", "mid", "low", "none"}
     comp = m["text"]["composition"]
     assert comp["n_pairs"] == 20 and 0 <= comp["halves_recognised"] <= 1 and comp["real_reference"] > 0.5

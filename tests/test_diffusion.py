@@ -176,3 +176,25 @@ def test_completion_keeps_observed_and_fills_missing(trained):
     finally:
         model.family = fam
     assert vae_like.family == "diffusion"
+
+
+def test_score_guidance_scales_only_the_scores_own_effect():
+    """A stub denoiser whose output is 1 (unconditional), 3 (conditions but no score) or 4 (all):
+    guidance g=2 gives u + 2 (c - u) = 7; a score scale of 5 gives u + 2 (c' - u) + 5 (c - c') = 10."""
+    from rehabgen.models.diffusion import DiffusionModel
+
+    def stub(x, t, ex, sc, pad=None, drop_ex=None, drop_sc=None, text=None, drop_text=None):
+        out = torch.ones_like(x)
+        if drop_ex is not None:
+            out = out + 2 * (~drop_ex)[:, None, None] + (~drop_sc)[:, None, None]
+        else:
+            out = out + 3
+        return out
+
+    x, t = torch.zeros(2, 4, 3), torch.zeros(2, dtype=torch.long)
+    ex, sc = torch.zeros(2, dtype=torch.long), torch.tensor([0.5, 0.7])
+    g = DiffusionModel._guided_x0
+    assert torch.all(g(stub, x, t, ex, sc, None, 2.0) == 7)
+    assert torch.all(g(stub, x, t, ex, sc, None, 2.0, 2.0) == 7)
+    assert torch.all(g(stub, x, t, ex, sc, None, 2.0, 5.0) == 10)
+    assert torch.all(g(stub, x, t, ex, torch.full((2,), float("nan")), None, 2.0, 5.0) == 7)  # no score: no term

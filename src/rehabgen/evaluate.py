@@ -223,7 +223,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
 
 
 def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, repeats: int,
-                  steps: int | None = None, n_per_prompt: int = 2) -> tuple[dict, dict]:
+                  steps: int | None = None, n_per_prompt: int = 4) -> tuple[dict, dict]:
     """Text-to-motion metrics for a text-conditioned model, each next to its real reference.
 
     Prompts are held-out paraphrases (never trained on) built for each real test sequence from
@@ -288,14 +288,20 @@ def quality_control(model, ev, test_ds: Dataset, x_real: np.ndarray, seed: int, 
             row[band] = {"prompt": prompts[0], "n": len(g), "predicted_score": float(pred.mean()),
                          "predicted_score_std": float(pred.std()),
                          "real_reference": float(real.mean()) if real.size else None, "n_real": int(real.size)}
-        row["moves_as_stated"] = bool(row["high"]["predicted_score"] > row["low"]["predicted_score"])
+        hi, lo = row["high"], row["low"]
+        row["high_minus_low"] = hi["predicted_score"] - lo["predicted_score"]
+        row["high_minus_low_se"] = float(np.sqrt(hi["predicted_score_std"] ** 2 / hi["n"] + lo["predicted_score_std"] ** 2 / lo["n"]))
+        row["real_high_minus_low"] = (hi["real_reference"] - lo["real_reference"]
+                                      if hi["n_real"] and lo["n_real"] else None)
+        row["moves_as_stated"] = bool(row["high_minus_low"] > 0)
         out[e] = row
     share = float(np.mean([v["moves_as_stated"] for v in out.values()]))
-    gap = float(np.mean([v["high"]["predicted_score"] - v["low"]["predicted_score"] for v in out.values()]))
-    ok = [v for v in out.values() if v["high"]["n_real"] and v["low"]["n_real"]]
-    real_gap = float(np.mean([v["high"]["real_reference"] - v["low"]["real_reference"] for v in ok])) if ok else None
+    gap = float(np.mean([v["high_minus_low"] for v in out.values()]))
+    gap_se = float(np.sqrt(np.sum([v["high_minus_low_se"] ** 2 for v in out.values()])) / len(out))
+    ok = [v["real_high_minus_low"] for v in out.values() if v["real_high_minus_low"] is not None]
+    real_gap = float(np.mean(ok)) if ok else None
     return {"quality_control": out, "share_of_exercises_where_quality_moves_as_stated": share,
-            "mean_high_minus_low": gap, "real_reference_high_minus_low": real_gap,
+            "mean_high_minus_low": gap, "mean_high_minus_low_se": gap_se, "real_reference_high_minus_low": real_gap,
             "real_reference_mean_predicted_score": float(real_pred.mean())}
 
 

@@ -185,7 +185,7 @@ def write_report(out: Path, result: dict, model, samples, cond_ex, cond_sc, R_fe
         md += ["## Text to motion: do quality phrases move the score?", "",
                "Samples from every held-out description × held-out quality phrase, scored by the real-trained TS "
                "regressor; real = the same regressor on held-out real sequences of that exercise in that band.", "",
-               "| exercise | high: generated (real) | mid: generated (real) | low: generated (real) | high > low |",
+               "| exercise | high: generated (real) | mid: generated (real) | low: generated (real) | high − low ± se (real) |",
                "|---|---|---|---|---|"]
 
         def cell(d):
@@ -193,11 +193,12 @@ def write_report(out: Path, result: dict, model, samples, cond_ex, cond_sc, R_fe
             return f"{d['predicted_score']:.1f} ± {d['predicted_score_std']:.1f} ({real})"
 
         for e, v in t["quality_control"].items():
+            rg = v.get("real_high_minus_low")
             md.append(f"| {e} | {cell(v['high'])} | {cell(v['mid'])} | {cell(v['low'])} | "
-                      f"{'yes' if v['moves_as_stated'] else 'no'} |")
+                      f"{v['high_minus_low']:+.1f} ± {v['high_minus_low_se']:.1f} ({'–' if rg is None else f'{rg:+.1f}'}) |")
         real_gap = t.get("real_reference_high_minus_low")
         md += ["", f"Exercises where the score moves as stated: {t['share_of_exercises_where_quality_moves_as_stated']:.0%}; "
-               f"mean high − low {t['mean_high_minus_low']:+.1f} TS (real "
+               f"mean high − low {t['mean_high_minus_low']:+.1f} ± {t['mean_high_minus_low_se']:.1f} TS (real "
                f"{'–' if real_gap is None else f'{real_gap:+.1f}'}). Example prompt: "
                f"“{next(iter(t['quality_control'].values()))['low']['prompt']}”.", ""]
         if t.get("composition"):
