@@ -105,7 +105,8 @@ def text_model():
     np.testing.assert_allclose(arr.text_score[stated], np.broadcast_to(arr.score[:, None], stated.shape)[stated])
     bs = m.spec.text_reader["band_scores"]
     assert bs["high"] > bs["mid"] > bs["low"]
-    train(m, arr, steps=300, seed=0, progress=False)
+    # 500 steps: at 300 whether the tiny model separates the two texts depends on the seed
+    train(m, arr, steps=500, seed=0, progress=False)
     return ds, m
 
 
