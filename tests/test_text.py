@@ -140,9 +140,11 @@ def test_explicit_score_wins_over_the_stated_quality(text_model, monkeypatch):
     m.sample_text("arms up, done poorly", n=2, seed=3, score=45.0, steps=2)
     m.sample_text("arms up, done poorly", n=2, seed=3, steps=2)
     m.sample_text("arms up", n=2, seed=3, steps=2)
+    m.sample_text("arms up, done poorly", n=2, seed=3, steps=2, exercise="Es1")  # with a label, too
     np.testing.assert_allclose(seen[0].numpy(), m.spec.normalizer.score_to_unit([45.0, 45.0]))
     np.testing.assert_allclose(seen[1].numpy(), m.spec.text_reader["band_scores"]["low"])
     assert torch.isnan(seen[2]).all()
+    np.testing.assert_allclose(seen[3].numpy(), m.spec.text_reader["band_scores"]["low"])
     with pytest.raises(ModelError, match="outside the TS range"):
         m.sample_text("arms up", n=1, score=99.0)
 

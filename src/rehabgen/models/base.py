@@ -368,9 +368,9 @@ class GenerativeModel:
         emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(rest))
         if exercise is None:
             ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long)  # the null label
-            sc = torch.from_numpy(stated) if score is None else self.unit_scores(score, n)[0]
         else:
-            ex, sc, _, _ = self.conditions(exercise, score, n)
+            ex = self.conditions(exercise, None, n)[0]
+        sc = torch.from_numpy(stated) if score is None else self.unit_scores(score, n)[0]
         length = length or int(np.median(list(self.spec.default_length.values())))
         if not 2 <= length <= self.spec.max_len:
             raise ModelError(f"length {length} outside [2, {self.spec.max_len}] frames (at {self.spec.fps:g} fps)")
