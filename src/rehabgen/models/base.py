@@ -357,20 +357,14 @@ class GenerativeModel:
     def sample_text(self, text: str | list[str], n: int = 1, length: int | None = None, seed: int = 0,
                     exercise: str | None = None, score: float | None = None, **kwargs) -> np.ndarray:
         """Positions (n, T, J, 3) from a free-text description (labels optional, usually left free)."""
-        if not self.spec.text_encoder:
-            raise ModelError(f"this {self.family} model was trained without text; train it with `--text`")
-        from rehabgen.text.encoder import get_encoder
-
         texts = [text] * n if isinstance(text, str) else list(text)
         if len(texts) != n:
             raise ModelError(f"got {len(texts)} texts for n={n} samples")
-        _, stated, rest = self.read_text(texts)  # quality -> score condition; the other words -> text
-        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(rest))
+        emb, sc = self.text_conditions(texts, score)
         if exercise is None:
             ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long)  # the null label
         else:
             ex = self.conditions(exercise, None, n)[0]
-        sc = torch.from_numpy(stated) if score is None else self.unit_scores(score, n)[0]
         length = length or int(np.median(list(self.spec.default_length.values())))
         if not 2 <= length <= self.spec.max_len:
             raise ModelError(f"length {length} outside [2, {self.spec.max_len}] frames (at {self.spec.fps:g} fps)")
@@ -387,15 +381,12 @@ class GenerativeModel:
         then "squat down"): new exercises composed from known movements. The segments share
         `length` frames equally (default: each as long as a window allows); each reads its own
         quality unless `score` is given."""
-        if not self.spec.text_encoder:
-            raise ModelError(f"this {self.family} model was trained without text; train it with `--text`")
         if self.family != "diffusion":
             raise ModelError(f"timelines of descriptions need a diffusion model, not {self.family!r}")
         texts = [str(t) for t in texts]
         if not texts:
             raise ModelError("a timeline needs at least one description")
-        from rehabgen.text.encoder import get_encoder
-
+        emb, unit = self.text_conditions(texts, score)  # (k, D_text), (k,)
         k = len(texts)
         if length is None:
             length = k * min(int(np.median(list(self.spec.default_length.values()))), self.spec.max_len)
@@ -403,9 +394,6 @@ class GenerativeModel:
             raise ModelError(f"length {length} is too short for {k} segments")
         bounds = np.linspace(0, length, k + 1).round().astype(int)
         segments = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-        _, stated, rest = self.read_text(texts)
-        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(rest))  # (k, D_text)
-        unit = torch.from_numpy(stated) if score is None else self.unit_scores(score, k)[0]
         ex = torch.full((k, n), len(self.spec.exercises), dtype=torch.long)  # text only: the null label
         for net in self.nets.values():
             net.eval()
@@ -415,6 +403,17 @@ class GenerativeModel:
                               text=emb[:, None].expand(k, n, -1).contiguous(), segments=segments, overlap=overlap,
                               **kwargs)
         return self.spec.normalizer.decode(z.float().cpu().numpy())
+
+    def text_conditions(self, texts: list[str], score: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> (embeddings of the words other than the quality (n, D_text), unit scores (n,)):
+        the quality the text states, or `score` when given."""
+        if not self.spec.text_encoder:
+            raise ModelError(f"this {self.family} model was trained without text; train it with `--text`")
+        from rehabgen.text.encoder import get_encoder
+
+        _, stated, rest = self.read_text(texts)
+        emb = torch.from_numpy(get_encoder(self.spec.text_encoder).encode(rest))
+        return emb, torch.from_numpy(stated) if score is None else self.unit_scores(score, len(texts))[0]
 
     def timeline_overlap(self) -> int:
         """Frames made anew around each seam of a timeline: 1.5 s, at most max_len/4."""
