@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from rehabgen.data import DataError, load_dataset
 from rehabgen.data.kimore import load_kimore, read_clinical_scores, read_timestamps
 from rehabgen.skeleton import KINECT_V2
 
-from conftest import arm_raise, write_positions_csv, write_subject
+from conftest import arm_raise, standing_pose, write_positions_csv, write_subject
 
 
 @pytest.fixture
@@ -135,3 +137,143 @@ def test_timestamp_units(tmp_path, step, expected):
     assert ts[0] == 0.0
     np.testing.assert_allclose(np.diff(ts), step * expected, rtol=1e-6)
     assert read_timestamps(f, 11) is None  # frame count mismatch
+
+
+# ------------------------------------------------------------------------------------------
+# several bodies per row (4 real KIMORE recordings): the subject's body is read
+# ------------------------------------------------------------------------------------------
+def _bystander(T, seed=0):
+    """Stands still off the optical axis, with Kinect-like jitter."""
+    p = np.repeat(standing_pose()[None], T, axis=0) + [1.2, 0.0, 0.6]
+    return p + np.random.default_rng(seed).normal(0, 0.004, size=p.shape)
+
+
+def _ghost(T):
+    """A frozen made-up body present in a few frames, zeros elsewhere."""
+    p = np.zeros((T, 25, 3))
+    p[3:8] = standing_pose() + [-0.8, 0.0, 1.0]
+    return p
+
+
+def _write_bodies(path, bodies, per_joint=4, lead_lines=24):
+    """Bodies side by side in each row, blank lead lines and a trailing comma, as in KIMORE."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for i, b in enumerate(bodies):
+        f = path.parent / f"_body{i}.csv"
+        write_positions_csv(f, b, per_joint=per_joint, trailing_comma=False)
+        parts.append(f.read_text().splitlines())
+        f.unlink()
+    path.write_text("\n" * lead_lines + "\n".join(",".join(r) + "," for r in zip(*parts)) + "\n")
+
+
+def _one(root, subject="P_ID1"):
+    ds = load_kimore(root, exercises=("Es1",))
+    assert [q.to_dict() for q in ds.quarantined] == []
+    assert len(ds.sequences) == 1 and ds.sequences[0].subject == subject
+    return ds, ds.sequences[0]
+
+
+@pytest.mark.parametrize("order,taken", [
+    (("bystander", "subject", "ghost"), 1),
+    (("ghost", "bystander", "subject"), 2),
+    (("subject", "bystander"), 0),
+    (("bystander", "subject"), 1),
+    (("ghost", "subject"), 1),
+])
+def test_rows_with_several_bodies_read_the_subject(tmp_path, order, taken):
+    T = 40
+    make = {"subject": lambda: arm_raise(T, seed=6), "bystander": lambda: _bystander(T), "ghost": lambda: _ghost(T)}
+    root = tmp_path / "kimore"
+    s = write_subject(root, "Parkinson", "P_ID1", exercises=("Es1",))
+    _write_bodies(s / "Es1" / "Raw" / "JointPosition_P_ID1.csv", [make[n]() for n in order])
+    ds, seq = _one(root)
+    assert seq.positions.shape == (T, 25, 3) and seq.valid.all() and (seq.state == 2).all()
+    np.testing.assert_allclose(seq.positions, arm_raise(T, seed=6), atol=2e-6)
+    assert seq.scores == {"TS": 40.0, "PO": 12.0, "CF": 28.0}
+    (note,) = ds.metadata["bodies"]
+    assert note["bodies"] == len(order) and note["body_taken"] == taken
+    assert note["subject"] == "P_ID1" and note["exercise"] == "Es1" and note["source"] == seq.source
+    assert note["why"].startswith(f"body {taken}: ")
+    # shown by `rehabgen data inspect --json`
+    assert json.loads(json.dumps(ds.summary()))["metadata"]["bodies"][0]["body_taken"] == taken
+
+
+def test_bodies_moving_alike_go_to_the_one_nearest_the_optical_axis(tmp_path):
+    root = tmp_path / "kimore"
+    s = write_subject(root, "Parkinson", "P_ID1", exercises=("Es1",))
+    beside = arm_raise(40, seed=1) + [0.9, 0.0, 0.3]  # someone doing the exercise along, off axis
+    _write_bodies(s / "Es1" / "Raw" / "JointPosition_P_ID1.csv", [beside, arm_raise(40, seed=2)])
+    ds, seq = _one(root)
+    np.testing.assert_allclose(seq.positions, arm_raise(40, seed=2), atol=2e-6)
+    note = ds.metadata["bodies"][0]
+    assert note["body_taken"] == 1 and "optical axis" in note["why"]
+
+
+def test_three_values_per_joint_with_several_bodies(tmp_path):
+    # 300 values: 4 bodies x 25 x 3, not 3 bodies x 25 x 4 (every 4th value is not a tracking state)
+    root = tmp_path / "kimore"
+    s = write_subject(root, "Parkinson", "P_ID1", exercises=("Es1",))
+    bodies = [_bystander(40), np.zeros((40, 25, 3)), arm_raise(40, seed=6), _ghost(40)]
+    _write_bodies(s / "Es1" / "Raw" / "JointPosition_P_ID1.csv", bodies, per_joint=3)
+    ds, seq = _one(root)
+    assert seq.state is None
+    np.testing.assert_allclose(seq.positions, arm_raise(40, seed=6), atol=2e-6)
+    assert ds.metadata["bodies"][0]["bodies"] == 4 and ds.metadata["bodies"][0]["body_taken"] == 2
+
+
+def test_single_body_files_leave_no_body_notes(quirky):
+    assert load_kimore(quirky, exercises=("Es1", "Es2")).metadata["bodies"] == []
+
+
+def test_row_widths_that_fit_no_body_count_or_mix_are_quarantined(tmp_path):
+    root = tmp_path / "kimore"
+    s = write_subject(root, "Parkinson", "P_ID1", exercises=("Es1", "Es2", "Es3"))
+    raw = {ex: s / ex / "Raw" / "JointPosition_P_ID1.csv" for ex in ("Es1", "Es2", "Es3")}
+    raw["Es1"].write_text((",".join(["0.5"] * 250) + ",\n") * 30)
+    # a second body in 15 rows, a third in 10: no width covers half the rows
+    rows = ([arm_raise(15)], [arm_raise(15), _bystander(15)], [arm_raise(10), _bystander(10), _ghost(10)])
+    parts = []
+    for i, bodies in enumerate(rows):
+        f = tmp_path / f"part{i}.csv"
+        _write_bodies(f, bodies, lead_lines=0)
+        parts.append(f.read_text())
+    raw["Es2"].write_text("".join(parts))
+    # 30 rows with two bodies, 10 with one in the middle: the one-body rows become lost frames, noted
+    f = tmp_path / "two.csv"
+    _write_bodies(f, [_bystander(30), arm_raise(30, seed=6)], lead_lines=0)
+    two = f.read_text().splitlines(keepends=True)
+    write_positions_csv(tmp_path / "one.csv", arm_raise(10))
+    raw["Es3"].write_text("".join(two[:15]) + (tmp_path / "one.csv").read_text() + "".join(two[15:]))
+    ds = load_kimore(root, exercises=("Es1", "Es2", "Es3"))
+    reasons = {q.path: q.reason for q in ds.quarantined}
+    assert reasons[str(raw["Es1"])] == ("rows have 250 values, expected 100 (25 joints x 4) or 75 (25 joints x 3), "
+                                        "or a multiple of these for 2-6 bodies")
+    assert reasons[str(raw["Es2"])] == ("rows have mixed widths (100 values in 15 rows, 200 values in 15 rows, "
+                                        "300 values in 10 rows); no width covers half of the 40 rows")
+    assert len(ds.quarantined) == 2
+    (seq,) = ds.sequences
+    assert seq.exercise == "Es3" and seq.n_frames == 40
+    assert seq.valid[:15].all() and not seq.valid[15:25].any() and seq.valid[25:].all()
+    np.testing.assert_allclose(np.delete(seq.positions, np.s_[15:25], axis=0), arm_raise(30, seed=6), atol=2e-6)
+    (note,) = ds.metadata["bodies"]
+    assert note["bodies"] == 2 and note["body_taken"] == 1 and note["rows_other_width"] == {"100": 10}
+
+
+def test_real_raw_sample_reads_through_the_loader():
+    root = Path(__file__).resolve().parents[2] / "shared/data/kimore-raw-sample"
+    if not root.is_dir():
+        pytest.skip(f"{root} not present")
+    ds = load_dataset(root)
+    assert ds.quarantined == [] and ds.metadata["bodies"] == []
+    assert sorted(s.exercise for s in ds.sequences) == ["Es1", "Es2", "Es3", "Es4", "Es5"]
+    for s in ds.sequences:
+        assert s.subject == "P_ID1" and s.group == "Parkinson"
+        assert s.positions.shape[1:] == (25, 3) and 505 <= s.n_frames <= 1031
+        assert s.timestamps is None  # no TimeStamp file
+        assert all(math.isnan(v) for v in s.scores.values())  # no Label/: scores absent, positions kept
+        assert s.valid.mean() > 0.9
+        y = s.positions[..., 1][s.valid]
+        z = s.positions[..., 2][s.valid]
+        assert 1.0 < np.median(z) < 4.5 and -2.0 < y.min() and y.max() < 1.5  # metres, in front of the sensor
+    assert sorted(s.n_frames for s in ds.sequences)[::4] == [505, 1031]

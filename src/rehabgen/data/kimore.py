@@ -9,7 +9,9 @@ Layout as distributed::
             Raw/TimeStamp*.csv         per frame
             Label/ClinicalAssessment_<ID>.xlsx  columns like "clinical TS Ex#1"
 
-A file that can't be used is quarantined with a reason instead of failing the whole load.
+A file that can't be used is quarantined with a reason instead of failing the whole load. A few
+JointPosition files hold 2-3 bodies side by side per row (the subject plus a bystander or a ghost):
+the subject's body is read and the choice listed in `Dataset.metadata["bodies"]`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ GROUPS = {
 }
 STATE_NOT_TRACKED, STATE_INFERRED, STATE_TRACKED = 0, 1, 2
 MIN_FRAMES = 10
+MAX_BODIES = 6  # a Kinect v2 tracks at most six people
 _SCORE_HEADER = re.compile(r"clinical\s*(TS|PO|CF)\s*Ex\s*#?\s*(\d+)", re.IGNORECASE)
 
 
@@ -78,38 +81,163 @@ def _to_float(fields: list[str]) -> np.ndarray:
     return out
 
 
-def read_joint_positions(path: Path, n_joints: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Positions (T, J, 3) and tracking state (T, J) or None when the file has 3 values per joint.
+def _layouts(width: int, n_joints: int) -> list[tuple[int, int]]:
+    """(values per joint, bodies) that a row of `width` values can hold: x, y, z, state (or x, y, z)
+    per joint, 1 to MAX_BODIES bodies side by side."""
+    out = []
+    for per_joint in (4, 3):
+        k, rest = divmod(width, n_joints * per_joint)
+        if rest == 0 and 1 <= k <= MAX_BODIES:
+            out.append((per_joint, k))
+    return out
 
-    Frames whose value count fits neither layout, or whose values are NaN / all zero, are kept as
-    frames with NaN positions so time stays aligned with timestamps; the caller masks them.
+
+def _valid_mask(positions: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+    """(..., J) True where a joint was observed: finite, not the all-zero "lost" value, tracked or inferred."""
+    valid = np.isfinite(positions).all(axis=-1) & (np.abs(np.nan_to_num(positions)).sum(axis=-1) > 1e-9)
+    if state is not None:
+        valid &= state > STATE_NOT_TRACKED
+    return valid
+
+
+def read_joint_bodies(path: Path, n_joints: int) -> tuple[np.ndarray, np.ndarray | None, dict[int, int]]:
+    """Every body of a JointPosition file: positions (B, T, J, 3), state (B, T, J) or None when the
+    file has 3 values per joint, and {row width: row count} of the rows set aside.
+
+    The row width that fits a layout and covers at least half the rows decides the layout; rows of
+    any other width are kept as NaN frames so time stays aligned with timestamps (the caller masks
+    them). 300 values fit both 3 bodies x 4 and 4 bodies x 3: the 4-value layout is taken only if
+    every 4th value is a tracking state (0, 1 or 2).
     """
     rows = _parse_rows(path)
     if not rows:
         raise DataError(f"{path}: file is empty")
-    counts = [len(r) for r in rows]
-    n4, n3 = n_joints * 4, n_joints * 3
-    n_ok4 = sum(c == n4 for c in counts)
-    n_ok3 = sum(c == n3 for c in counts)
-    if max(n_ok4, n_ok3) < 0.5 * len(rows):
-        common = max(set(counts), key=counts.count)
-        raise DataError(
-            f"{path}: rows have {common} values, expected {n4} ({n_joints} joints x 4) "
-            f"or {n3} ({n_joints} joints x 3)"
-        )
-    per_joint = 4 if n_ok4 >= n_ok3 else 3
+    counts: dict[int, int] = {}
+    for r in rows:
+        counts[len(r)] = counts.get(len(r), 0) + 1
+    by_count = sorted(counts, key=lambda w: (-counts[w], w))  # most rows first, deterministic on ties
+    # on a tie the old single-body reading wins: 4 values per joint, then fewer bodies
+    usable = sorted((w for w in counts if _layouts(w, n_joints)),
+                    key=lambda w: (-counts[w], _layouts(w, n_joints)[0][0] != 4, w))
+    if not usable or counts[usable[0]] < 0.5 * len(rows):
+        if not _layouts(by_count[0], n_joints):
+            n4, n3 = n_joints * 4, n_joints * 3
+            raise DataError(
+                f"{path}: rows have {by_count[0]} values, expected {n4} ({n_joints} joints x 4) "
+                f"or {n3} ({n_joints} joints x 3), or a multiple of these for 2-{MAX_BODIES} bodies"
+            )
+        widths = ", ".join(f"{w} values in {counts[w]} rows" for w in by_count[:4])
+        raise DataError(f"{path}: rows have mixed widths ({widths}); no width covers half of the {len(rows)} rows")
+    width = usable[0]
     T = len(rows)
-    pos = np.full((T, n_joints, 3), np.nan, dtype=np.float64)
-    state = np.zeros((T, n_joints), dtype=np.int8) if per_joint == 4 else None
+    values = np.full((T, width), np.nan)
     for t, r in enumerate(rows):
-        if len(r) != n_joints * per_joint:
-            continue  # malformed frame: stays NaN
-        v = _to_float(r).reshape(n_joints, per_joint)
-        pos[t] = v[:, :3]
-        if state is not None:
-            s = v[:, 3]
-            state[t] = np.where(np.isfinite(s), s, 0).astype(np.int8)
-    return pos.astype(np.float32), state
+        if len(r) == width:
+            values[t] = _to_float(r)
+    layouts = _layouts(width, n_joints)
+    per_joint, n_bodies = layouts[0]
+    if len(layouts) > 1:
+        states = values[:, 3::4]
+        states = states[np.isfinite(states)]
+        if not np.isin(states, (0, 1, 2)).all():
+            per_joint, n_bodies = layouts[1]
+    v = values.reshape(T, n_bodies, n_joints, per_joint).transpose(1, 0, 2, 3)
+    state = None
+    if per_joint == 4:
+        s = v[..., 3]
+        state = np.where(np.isfinite(s), s, 0).astype(np.int8)
+    set_aside = {w: n for w, n in counts.items() if w != width}
+    return v[..., :3].astype(np.float32), state, set_aside
+
+
+def choose_subject_body(positions: np.ndarray, state: np.ndarray | None, root: int = 0) -> tuple[int, dict]:
+    """Which of the bodies (B, T, J, 3) of one recording is the subject, and why.
+
+    Rule, in this order, one choice per recording:
+    1. presence: the share of frames in which a body has any observed joint. A ghost (a body the
+       Kinect makes up for a few frames) is mostly absent: only bodies present in at least half as
+       many frames as the most present one stay candidates.
+    2. movement: the subject exercises, a bystander mostly stands and a frozen ghost doesn't move.
+       Per body, the 10-90 % range of each joint's position relative to the root (SpineBase),
+       averaged over joints: posture change, not walking or jitter. Largest wins.
+    3. if other candidates move within 20 % as much (two people moving alike), the one whose root
+       stays nearest the sensor's optical axis (median |x|) wins: KIMORE subjects stand centred
+       in front of the sensor.
+    Percentiles and medians keep a few wild frames from deciding. The choice is per recording, not
+    per frame: a Kinect keeps a body in its slot while tracked, and following a person across
+    slots would need matching that could itself go wrong; frames where the chosen body is missing
+    stay masked. `frames_other_body_only` counts frames where only another body is present, the
+    sign of a slot swap worth a look.
+    """
+    B = positions.shape[0]
+    valid = _valid_mask(positions, state)  # (B, T, J)
+    present = valid.any(axis=2)  # (B, T)
+    presence = present.mean(axis=1)
+    motion = np.zeros(B)
+    axis_x = np.full(B, np.inf)
+    for b in range(B):
+        ok = valid[b] & valid[b][:, root:root + 1]  # joint and root observed
+        if not ok[:, root].any():
+            continue
+        rel = np.where(ok[..., None], positions[b] - positions[b][:, root:root + 1], np.nan)
+        spans = []
+        for j in range(positions.shape[2]):
+            r = rel[ok[:, j], j]
+            if j != root and len(r) >= 2:
+                lo, hi = np.percentile(r, [10, 90], axis=0)
+                spans.append(float(np.linalg.norm(hi - lo)))
+        motion[b] = float(np.mean(spans)) if spans else 0.0
+        axis_x[b] = float(np.median(np.abs(positions[b][ok[:, root], root, 0])))
+    info = {
+        "bodies": B,
+        "presence": [round(float(p), 3) for p in presence],
+        "motion_m": [round(float(m), 4) for m in motion],
+        "median_abs_x_m": [round(float(x), 3) if np.isfinite(x) else None for x in axis_x],
+    }
+    if not presence.any():
+        return 0, {**info, "body_taken": 0, "frames_other_body_only": 0, "why": "no body present in any frame"}
+    cands = [b for b in range(B) if presence[b] >= 0.5 * presence.max()]
+    best = max(cands, key=lambda b: (motion[b], -b))
+    close = [b for b in cands if motion[b] >= 0.8 * motion[best]]
+    if len(cands) == 1:
+        taken = best
+        why = (f"the only body present in many frames ({presence[best]:.0%} of frames; "
+               f"others {', '.join(f'{p:.0%}' for i, p in enumerate(presence) if i != best)})")
+    elif len(close) == 1:
+        taken = best
+        runner = max((b for b in cands if b != best), key=lambda b: motion[b])
+        why = (f"present in {presence[best]:.0%} of frames and moves most "
+               f"(posture range {motion[best]:.3f} m vs {motion[runner]:.3f} m for body {runner})")
+    else:
+        taken = min(close, key=lambda b: (axis_x[b], b))
+        why = (f"bodies {', '.join(map(str, close))} move alike (posture ranges within 20 %); "
+               f"nearest the optical axis (median |x| {axis_x[taken]:.2f} m)")
+    others = np.delete(present, taken, axis=0).any(axis=0)
+    info.update(body_taken=int(taken), frames_other_body_only=int((others & ~present[taken]).sum()),
+                why=f"body {taken}: {why}")
+    return int(taken), info
+
+
+def read_joint_positions(path: Path, n_joints: int, info: dict | None = None,
+                         root: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Positions (T, J, 3) and tracking state (T, J) or None when the file has 3 values per joint.
+
+    Frames whose values are NaN / all zero, or whose row has another width, are kept as frames
+    with NaN positions so time stays aligned with timestamps; the caller masks them. Rows with
+    several bodies: the subject's body is taken (`choose_subject_body`). `info`, if given, gets
+    which body was taken and why, and the widths of rows set aside, whenever there is either.
+    """
+    pos, state, set_aside = read_joint_bodies(path, n_joints)
+    taken, notes = 0, {}
+    if pos.shape[0] > 1:
+        taken, notes = choose_subject_body(pos, state, root)
+    if set_aside and (pos.shape[0] > 1 or any(_layouts(w, n_joints) for w in set_aside)):
+        notes.setdefault("bodies", 1)
+        notes.setdefault("body_taken", 0)
+        notes["rows_other_width"] = {str(w): n for w, n in sorted(set_aside.items())}
+    if info is not None:
+        info.update(notes)
+    return pos[taken], None if state is None else state[taken]
 
 
 def read_timestamps(path: Path, n_frames: int) -> np.ndarray | None:
@@ -207,22 +335,20 @@ def _scores_for(subject_dir: Path, es_dir: Path, ex_num: int, quarantined: list[
 
 
 def _load_sequence(es_dir: Path, subject: str, group: str, skeleton: Skeleton,
-                   quarantined: list[Quarantined], cache: dict, min_frames: int) -> Sequence | None:
+                   quarantined: list[Quarantined], cache: dict, min_frames: int,
+                   body_notes: list[dict]) -> Sequence | None:
     raw = es_dir / "Raw"
     pos_file = _first(raw, "JointPosition*.csv")
     if pos_file is None:
         quarantined.append(Quarantined(str(raw), "no JointPosition*.csv file"))
         return None
+    info: dict = {}
     try:
-        positions, state = read_joint_positions(pos_file, skeleton.n_joints)
+        positions, state = read_joint_positions(pos_file, skeleton.n_joints, info, skeleton.root)
     except DataError as e:
         quarantined.append(Quarantined(str(pos_file), str(e).split(": ", 1)[-1]))
         return None
-    finite = np.isfinite(positions).all(axis=-1)
-    nonzero = np.abs(np.nan_to_num(positions)).sum(axis=-1) > 1e-9
-    valid = finite & nonzero
-    if state is not None:
-        valid &= state > STATE_NOT_TRACKED
+    valid = _valid_mask(positions, state)
     n_good_frames = int(valid.any(axis=1).sum())
     if n_good_frames < min_frames:
         reason = "no usable frame (all rows NaN or zeros)" if n_good_frames == 0 else \
@@ -242,6 +368,8 @@ def _load_sequence(es_dir: Path, subject: str, group: str, skeleton: Skeleton,
             ts = ts[sl] - ts[sl][0]
     ex_num = int(es_dir.name[2:])
     scores = _scores_for(es_dir.parent, es_dir, ex_num, quarantined, cache)
+    if info:
+        body_notes.append({"subject": subject, "exercise": es_dir.name, "source": str(pos_file), **info})
     return Sequence(
         subject=subject,
         group=group,
@@ -274,6 +402,7 @@ def load_kimore(root: str | Path, skeleton: Skeleton = KINECT_V2, exercises=tupl
     missing = []
     sequences = []
     cache: dict = {}
+    body_notes: list[dict] = []
     it = subject_dirs
     if progress:
         from tqdm import tqdm
@@ -285,7 +414,7 @@ def load_kimore(root: str | Path, skeleton: Skeleton = KINECT_V2, exercises=tupl
             if not es_dir.is_dir():
                 missing.append({"subject": sdir.name, "exercise": ex})
                 continue
-            seq = _load_sequence(es_dir, sdir.name, group, skeleton, quarantined, cache, min_frames)
+            seq = _load_sequence(es_dir, sdir.name, group, skeleton, quarantined, cache, min_frames, body_notes)
             if seq is not None:
                 sequences.append(seq)
     fps = _estimate_fps(sequences)
@@ -295,7 +424,9 @@ def load_kimore(root: str | Path, skeleton: Skeleton = KINECT_V2, exercises=tupl
         quarantined=quarantined,
         exercises=tuple(exercises),
         fps=fps,
-        metadata={"source": str(root), "format": "kimore", "missing_exercises": missing, "preprocessing": []},
+        # "bodies": which body was read from files with several per row and why; rows of another layout set aside
+        metadata={"source": str(root), "format": "kimore", "missing_exercises": missing, "bodies": body_notes,
+                  "preprocessing": []},
     )
 
 
