@@ -1,4 +1,6 @@
-"""The contract every registered model family must honour (runs on each family present)."""
+"""The contract every registered model family must honour (runs on each family present), and
+a family defined here, outside the package, that gets the contract test and completion from
+one class and a capability flag."""
 
 from __future__ import annotations
 
@@ -8,7 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from rehabgen.models import GenerativeModel, ModelError, families, get_family
+from torch import nn
+
+from rehabgen.models import (
+    Capabilities, GenerativeModel, ModelError, SamplerOptions, families, get_family, register_family,
+)
+from rehabgen.models.inpainting import complete_sequence
 from rehabgen.preprocess import PreprocessConfig
 from rehabgen.train import train
 
@@ -18,9 +25,62 @@ PCFG = PreprocessConfig(fps=15.0, detect_invalid=False, smooth=None)
 TINY = {"diffusion": dict(d_model=32, n_layers=1, ff=64, n_heads=2)}
 
 
+class MeanPoseModel(GenerativeModel):
+    """A deliberately simple family: a learned pose per exercise plus noise, which inpaints by
+    keeping the known values. Defined in a test to show that a new family is one class."""
+
+    family = "meanpose"
+    defaults = {"noise": 0.1}
+    capabilities = Capabilities(inpaint=True, options=("temperature",))
+
+    def build(self):
+        return {"pose": nn.Embedding(len(self.spec.exercises) + 1, self.spec.dim)}
+
+    def loss(self, nets, batch):
+        pred = nets["pose"](batch["exercise"])[:, None].expand_as(batch["z"])
+        m = batch["observed"].repeat_interleave(3, -1).float()
+        loss = ((pred - batch["z"]) ** 2 * m).sum() / m.sum().clamp_min(1)
+        return loss, {}
+
+    def generate(self, exercise, score, length, generator, options, text=None):
+        t = 1.0 if options.temperature is None else options.temperature
+        pose = self.nets["pose"](exercise)[:, None].expand(-1, length, -1)
+        return pose + t * self.hparams["noise"] * torch.randn(pose.shape, generator=generator)
+
+    def inpaint(self, exercise, score, known, known_mask, generator, options):
+        x = self.generate(exercise, score, known.shape[1], generator, options)
+        km = known_mask.repeat_interleave(3, -1)
+        return torch.where(km, known, x)
+
+
+register_family("meanpose", MeanPoseModel)
+
+
 @pytest.fixture(scope="module")
 def data():
     return toy_dataset(n=16)
+
+
+def test_a_family_from_outside_the_package(data, tmp_path):
+    """One class + a capability flag: the contract test below runs on it (it is in `families()`)
+    and completion works on it, without any change to the package."""
+    assert "meanpose" in families() and get_family("meanpose") is MeanPoseModel
+    model, arrays = MeanPoseModel.from_dataset(data, PCFG, max_len=32, batch_size=8, lr=0.05)
+    train(model, arrays, steps=60, seed=0, progress=False)
+    seq = data.sequences[0]
+    res = complete_sequence(model, seq, data.fps, seed=0, drop_frames=(5, 10))
+    known, pos = res["known"], res["positions"]
+    assert not known[5:10].any() and known[:5].all()
+    np.testing.assert_allclose(pos[known], res["observed"][known], atol=1e-4)
+    assert np.isfinite(pos).all()
+    # the filled frames are the learned pose: near the real body (metres), not at the origin
+    assert np.abs(pos[5:10] - pos[4]).mean() < 0.3
+    again = complete_sequence(model, seq, data.fps, seed=0, drop_frames=(5, 10))
+    np.testing.assert_array_equal(again["positions"], pos)
+    with pytest.raises(ModelError, match=r"meanpose family has no sampler option\(s\) \['steps'\]"):
+        model.sample("Es1", 30.0, options=SamplerOptions(steps=3))
+    with pytest.raises(ModelError, match="trained without text"):
+        model.sample_text("arms up")
 
 
 @pytest.mark.parametrize("family", families())

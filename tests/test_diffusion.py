@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rehabgen.models import ModelError, get_family
-from rehabgen.models.complete import complete_sequence
+from rehabgen.models import SamplerOptions
+from rehabgen.models.inpainting import complete_sequence
 from rehabgen.models.diffusion import make_scheduler
 from rehabgen.preprocess import PreprocessConfig
 from rehabgen.train import train
@@ -44,13 +45,13 @@ def _lateral_range(p):
 def test_loss_falls_and_samples_beat_noise(trained):
     ds, model, arrays, summary = trained
     assert summary["final_loss_ema"] < 0.5 * summary["first_loss"]
-    x = model.sample("Es1", 40.0, n=8, seed=0, steps=20)
+    x = model.sample("Es1", 40.0, n=8, seed=0, options=SamplerOptions(steps=20))
     assert x.shape == (8, model.spec.default_length["Es1"], 25, 3) and np.isfinite(x).all()
     # bone lengths of samples stay near the data's, far better than an untrained model
     ref = np.median(ds.skeleton.bone_lengths(np.stack([s.positions for s in ds.sequences])), axis=(0, 1))
     dev = np.abs(ds.skeleton.bone_lengths(x) / ref - 1).mean()
     untrained = get_family("diffusion")(model.spec, **SMALL)
-    dev0 = np.abs(ds.skeleton.bone_lengths(untrained.sample("Es1", 40.0, n=8, seed=0, steps=20)) / ref - 1).mean()
+    dev0 = np.abs(ds.skeleton.bone_lengths(untrained.sample("Es1", 40.0, n=8, seed=0, options=SamplerOptions(steps=20))) / ref - 1).mean()
     assert dev < 0.15 and dev < 0.5 * dev0
 
 
@@ -81,13 +82,13 @@ def test_score_control_is_smooth_between_training_scores(trained):
 
 def test_same_seed_same_samples_and_samplers(trained):
     _, model, _, _ = trained
-    a = model.sample("Es2", 30.0, n=3, seed=5, steps=10)
-    b = model.sample("Es2", 30.0, n=3, seed=5, steps=10)
-    c = model.sample("Es2", 30.0, n=3, seed=6, steps=10)
+    a = model.sample("Es2", 30.0, n=3, seed=5, options=SamplerOptions(steps=10))
+    b = model.sample("Es2", 30.0, n=3, seed=5, options=SamplerOptions(steps=10))
+    c = model.sample("Es2", 30.0, n=3, seed=6, options=SamplerOptions(steps=10))
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 1e-3
     for sampler in ("ddim", "ddpm"):
-        x = model.sample("Es2", 30.0, n=2, seed=0, sampler=sampler, steps=25, length=20)
+        x = model.sample("Es2", 30.0, n=2, seed=0, options=SamplerOptions(sampler, 25), length=20)
         assert x.shape == (2, 20, 25, 3) and np.isfinite(x).all()
 
 
@@ -100,7 +101,7 @@ def test_bad_sampling_requests_are_named(trained):
     with pytest.raises(ModelError, match="length 500 outside"):
         model.sample("Es1", 30.0, length=500)
     with pytest.raises(ModelError, match="unknown sampler 'euler'"):
-        model.sample("Es1", 30.0, sampler="euler")
+        model.sample("Es1", 30.0, options=SamplerOptions(sampler="euler"))
     with pytest.raises(ModelError, match="--steps must be between 1 and 1000"):
         make_scheduler("dpm", dict(model.train_scheduler.config), 0)
 
@@ -157,7 +158,7 @@ def test_model_trained_on_masked_garbage_does_not_reproduce_it():
 def test_completion_keeps_observed_and_fills_missing(trained):
     ds, model, _, _ = trained
     seq = ds.sequences[0]
-    res = complete_sequence(model, seq, ds.fps, steps=20, seed=0, drop_frames=(8, 14))
+    res = complete_sequence(model, seq, ds.fps, seed=0, drop_frames=(8, 14), options=SamplerOptions(steps=20))
     known, pos, obs = res["known"], res["positions"], res["observed"]
     assert not known[8:14].any() and known[:8].all()
     np.testing.assert_allclose(pos[known], obs[known], atol=1e-4)
@@ -168,14 +169,13 @@ def test_completion_keeps_observed_and_fills_missing(trained):
     truth = resample(seq, res["positions"].shape[0]).positions
     err = np.abs(pos[8:14] - truth[8:14]).mean()
     assert err < 0.1
-    vae_like = get_family("diffusion")  # completion refuses non-diffusion families
-    model.family, fam = "vae", model.family
-    try:
-        with pytest.raises(ModelError, match="completion needs a diffusion model"):
-            complete_sequence(model, seq, ds.fps)
-    finally:
-        model.family = fam
-    assert vae_like.family == "diffusion"
+    # the same seed gives the same completion: eval mode and the averaged weights, every time
+    again = complete_sequence(model, seq, ds.fps, seed=0, drop_frames=(8, 14), options=SamplerOptions(steps=20))
+    np.testing.assert_array_equal(again["positions"], pos)
+    assert all(net.training is False for net in model.nets.values())
+    # a family that doesn't declare inpainting is refused, whatever its name
+    with pytest.raises(ModelError, match="completion needs a family that can inpaint"):
+        complete_sequence(get_family("vae")(model.spec), seq, ds.fps)
 
 
 def test_score_guidance_scales_only_the_scores_own_effect():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rehabgen.data import Dataset, Sequence
-from rehabgen.models import GenerativeModel, ModelError, get_family
+from rehabgen.models import GenerativeModel, ModelError, SamplerOptions, get_family
 from rehabgen.models.gan import GANModel, smooth_noise
 from rehabgen.preprocess import PreprocessConfig
 from rehabgen.skeleton import KINECT_V2
@@ -92,16 +92,16 @@ def test_samples_shape_and_seeds(trained):
     assert not np.allclose(a, model.sample("Es1", 30.0, n=3, length=T, seed=6))
     assert model.sample("Es2", None, n=2, seed=0).shape[1] == model.spec.default_length["Es2"]
     # temperature scales the latent: 0 = the same sequence for every seed
-    z0 = model.sample("Es1", 30.0, n=1, length=T, seed=1, temperature=0.0)
-    assert np.array_equal(z0, model.sample("Es1", 30.0, n=1, length=T, seed=2, temperature=0.0))
+    z0 = model.sample("Es1", 30.0, n=1, length=T, seed=1, options=SamplerOptions(temperature=0.0))
+    assert np.array_equal(z0, model.sample("Es1", 30.0, n=1, length=T, seed=2, options=SamplerOptions(temperature=0.0)))
 
 
 def test_generate_options(trained):
     model = trained[0]
-    model.sample("Es1", 30.0, n=1, length=T, seed=0, steps=None, guidance=None, sampler=None)
+    model.sample("Es1", 30.0, n=1, length=T, seed=0, options=SamplerOptions())
     for kw in ({"steps": 10}, {"guidance": 2.0}, {"sampler": "ddim"}):
-        with pytest.raises(ModelError, match="one pass"):
-            model.sample("Es1", 30.0, n=1, length=T, seed=0, **kw)
+        with pytest.raises(ModelError, match=r"the gan family has no sampler option\(s\)"):
+            model.sample("Es1", 30.0, n=1, length=T, seed=0, options=SamplerOptions(**kw))
 
 
 def test_save_load_round_trip(trained, tmp_path):

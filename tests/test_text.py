@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from rehabgen.models import ModelError, get_family
+from rehabgen.models import ModelError, SamplerOptions, get_family
+from rehabgen.models.timeline import sample_timeline, timeline_overlap
 from rehabgen.preprocess import PreprocessConfig
 from rehabgen.skeleton import KINECT_V2 as SK
-from rehabgen.text.corpus import DESCRIPTIONS, QUALITY, SPEED, describe, quality_items, quality_prompt, quality_prompts
+from rehabgen.text.corpus import DESCRIPTIONS, QUALITY, SPEED, describe, quality_prompt, quality_prompts
 from rehabgen.text.encoder import TextEncoderError, get_encoder
-from rehabgen.text.reader import AttributeReader, clauses, quality_reader
+from rehabgen.text.reader import AttributeReader, clauses, quality_items, quality_reader
 from rehabgen.text.retrieval import TextMotionEvaluator, r_precision
 from rehabgen.train import train
 
@@ -137,10 +138,10 @@ def test_explicit_score_wins_over_the_stated_quality(text_model, monkeypatch):
     seen = []
     real_generate = m.generate
     monkeypatch.setattr(m, "generate", lambda ex, sc, *a, **k: seen.append(sc.clone()) or real_generate(ex, sc, *a, **k))
-    m.sample_text("arms up, done poorly", n=2, seed=3, score=45.0, steps=2)
-    m.sample_text("arms up, done poorly", n=2, seed=3, steps=2)
-    m.sample_text("arms up", n=2, seed=3, steps=2)
-    m.sample_text("arms up, done poorly", n=2, seed=3, steps=2, exercise="Es1")  # with a label, too
+    m.sample_text("arms up, done poorly", n=2, seed=3, score=45.0, options=SamplerOptions(steps=2))
+    m.sample_text("arms up, done poorly", n=2, seed=3, options=SamplerOptions(steps=2))
+    m.sample_text("arms up", n=2, seed=3, options=SamplerOptions(steps=2))
+    m.sample_text("arms up, done poorly", n=2, seed=3, options=SamplerOptions(steps=2), exercise="Es1")  # with a label, too
     np.testing.assert_allclose(seen[0].numpy(), m.spec.normalizer.score_to_unit([45.0, 45.0]))
     np.testing.assert_allclose(seen[1].numpy(), m.spec.text_reader["band_scores"]["low"])
     assert torch.isnan(seen[2]).all()
@@ -154,23 +155,23 @@ def test_timeline_composes_descriptions_in_order(text_model):
     the second half; the first half looks like the forward raise alone."""
     _, m = text_model
     fwd, side = DESCRIPTIONS["Es1"]["test"][0], DESCRIPTIONS["Es2"]["test"][0]
-    x = m.sample_timeline([fwd, side], n=4, seed=0, length=32)
-    L, h = x.shape[1], m.timeline_overlap()
+    x = sample_timeline(m, [fwd, side], n=4, seed=0, length=32)
+    L, h = x.shape[1], timeline_overlap(m.spec)
     assert L == 32 and np.isfinite(x).all()
     w = SK.index("WristLeft")
     lateral = lambda a: np.ptp(a[:, :, w, 0], 1).mean()  # noqa: E731
     first, second = x[:, : L // 2 - h // 2], x[:, L // 2 + h // 2:]
     assert lateral(second) > 2 * lateral(first), (lateral(first), lateral(second))
-    rev = m.sample_timeline([side, fwd], n=4, seed=0, length=32)
+    rev = sample_timeline(m, [side, fwd], n=4, seed=0, length=32)
     assert lateral(rev[:, : L // 2 - h // 2]) > 2 * lateral(rev[:, L // 2 + h // 2:])
     # no jump at the seam: the step across it is like the steps inside the segments
     step = np.linalg.norm(np.diff(x, axis=1), axis=-1).mean((0, 2))
     assert step[L // 2 - 2: L // 2 + 2].max() < 4 * np.median(step), step
-    assert m.sample_timeline([fwd, side], n=1, seed=0).shape[1] == 2 * min(m.spec.default_length["Es1"], m.spec.max_len)
+    assert sample_timeline(m, [fwd, side], n=1, seed=0).shape[1] == 2 * min(m.spec.default_length["Es1"], m.spec.max_len)
     with pytest.raises(ModelError, match="longer than the 32 frames"):
-        m.sample_timeline([fwd, side], n=1, length=4 * m.spec.max_len)
+        sample_timeline(m, [fwd, side], n=1, length=4 * m.spec.max_len)
     with pytest.raises(ModelError, match="at least one description"):
-        m.sample_timeline([], n=1)
+        sample_timeline(m, [], n=1)
 
 
 def test_text_model_keeps_label_conditioning_and_persists(text_model, tmp_path):

@@ -8,13 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rehabgen.models import GenerativeModel, ModelError, get_family
+from rehabgen.models import GenerativeModel, ModelError, SamplerOptions, get_family
 from rehabgen.preprocess import PreprocessConfig
 from rehabgen.train import CKPT, train
 
@@ -111,7 +110,7 @@ def test_two_process_data_parallel_training(generic_data, tmp_path):
     m = GenerativeModel.load(run / "model")
     single, _ = _fresh()
     assert set(_weights(m)) == set(_weights(single))
-    x = m.sample("Es1", 30.0, n=2, seed=0, steps=5)
+    x = m.sample("Es1", 30.0, n=2, seed=0, options=SamplerOptions(steps=5))
     assert x.shape[0] == 2 and np.isfinite(x).all()
 
 

@@ -171,51 +171,72 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
+def _default(name: str):
+    """A RunConfig field's one default, for help texts."""
+    from rehabgen.config import RunConfig
+
+    return getattr(RunConfig(), name) if name != "fps" else RunConfig().preprocess.fps
+
+
 @app.command("train")
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder (config, checkpoints, logs, final model)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (KIMORE layout or generic import)."),
-    model: str = typer.Option("diffusion", "--model", help="Model family: diffusion, vae or gan."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps [default: 2000, or the run's]."),
-    seed: int = typer.Option(0, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    model: Optional[str] = typer.Option(None, "--model", help=f"Model family: diffusion, vae or gan \\[default: {_default('model')}]."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help=f"Optimizer steps \\[default: {_default('steps')}, or the run's on --resume]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Seed of weights, batches and split \\[default: {_default('seed')}]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its own config."),
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpointed)."),
-    max_len: int = typer.Option(80, "--max-len", min=8, help="Longest sequence in frames (longer are cropped)."),
-    fps: float = typer.Option(5.0, "--fps", help="Frame rate the model works at."),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Share of subjects held out for evaluation."),
-    ckpt_every: int = typer.Option(200, "--ckpt-every", min=1, help="Checkpoint period in steps."),
+    max_len: Optional[int] = typer.Option(None, "--max-len", min=8, help=f"Longest sequence in frames (longer are cropped) \\[default: {_default('max_len')}]."),
+    fps: Optional[float] = typer.Option(None, "--fps", help=f"Frame rate the model works at \\[default: {_default('fps')}]."),
+    test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help=f"Share of subjects held out for evaluation \\[default: {_default('test_fraction')}]."),
+    ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", min=1, help=f"Checkpoint period in steps \\[default: {_default('ckpt_every')}]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     sets: list[str] = typer.Option([], "--set", help="Model hyper-parameter key=value (repeatable)."),
-    text: bool = typer.Option(False, "--text", help="Also condition on text descriptions (diffusion; needs rehabgen[text])."),
+    text: bool = typer.Option(False, "--text", help="Also condition on text descriptions (needs rehabgen\\[text])."),
 ):
     """Train a generative model. Works under `torchrun --nproc_per_node=2` (data parallel)."""
     import os
+    from dataclasses import replace
 
     from rehabgen.data import DataError
-    from rehabgen.models import ModelError
+    from rehabgen.models import ModelError, get_family
+    from rehabgen.config import RunConfig
     from rehabgen.runs import train_run
     from rehabgen.text.encoder import TextEncoderError
 
     hp = _parse_sets(sets)
     if text:
-        if model != "diffusion":
-            fail("--text is supported by the diffusion family only")
         hp["text_encoder"] = "minilm"
     if batch_size:
         hp["batch_size"] = batch_size
     if lr:
         hp["lr"] = lr
-    if not resume and data is None:
-        fail("--data is required (unless --resume)")
+    given = {k: v for k, v in {"data": None if data is None else str(data), "model": model, "seed": seed,
+                                "max_len": max_len, "test_fraction": test_fraction, "ckpt_every": ckpt_every,
+                                "hparams": hp or None}.items() if v is not None}
+    if fps is not None:
+        given["preprocess"] = replace(RunConfig().preprocess, fps=fps)
+    changes = {k: v for k, v in {"steps": steps, "max_minutes": minutes}.items() if v is not None}
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     try:
-        res = train_run(data, model, out, steps=steps, seed=seed, resume=resume, max_len=max_len, fps=fps,
-                        test_fraction=test_fraction, max_minutes=minutes, ckpt_every=ckpt_every, hparams=hp,
-                        is_main=rank == 0)
+        if resume:
+            if given:
+                fail(f"--resume continues the run with its own config.json; {', '.join(sorted(given))} can't change "
+                     "(only --steps and --minutes)")
+            res = train_run(RunConfig(), out, resume=True, is_main=rank == 0, **changes)
+        else:
+            if data is None:
+                fail("--data is required (unless --resume)")
+            cfg = RunConfig(**given)
+            if text and not get_family(cfg.model).capabilities.text:
+                fail(f"--text: the {cfg.model} family can't be conditioned on text")
+            res = train_run(cfg, out, is_main=rank == 0, **changes)
     except (DataError, ModelError, TextEncoderError) as e:
         fail(str(e))
+    model = res["config"]["model"]
     if rank == 0:
         s = res["summary"]
         console.print(f"trained {model} for {s['steps']} steps in {s['seconds']:.0f} s "
@@ -254,28 +275,25 @@ def sample_cmd(
     """Generate sequences for an exercise and score."""
     import numpy as np
 
-    from rehabgen.models import ModelError
+    from rehabgen.models import ModelError, SamplerOptions
     from rehabgen.runs import load_model, write_json
-    from rehabgen.samples import save_samples
+    from rehabgen.samples import pad_sequences, save_samples
 
+    options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance)
     try:
         model = load_model(run_dir)
         names = list(model.spec.exercises) if exercise == "all" else [e.strip() for e in exercise.split(",")]
-        kw = {k: v for k, v in {"steps": steps, "guidance": guidance, "sampler": sampler}.items() if v is not None}
         pos, exs = [], []
         for k, e in enumerate(names):
             L = length or model.spec.default_length.get(e, model.spec.max_len)
-            p = model.sample(e, score, length=L, n=n, seed=seed + k, **kw)
-            pos.append(p)
+            pos += list(model.sample(e, score, length=L, n=n, seed=seed + k, options=options))
             exs += [e] * n
-        T = max(p.shape[1] for p in pos)
-        if any(p.shape[1] != T for p in pos):  # per-exercise default lengths differ: pad by holding the end
-            pos = [np.concatenate([p, np.repeat(p[:, -1:], T - p.shape[1], axis=1)], 1) for p in pos]
     except ModelError as e:
         fail(str(e))
-    cfg = _samples_out_config(run_dir, model, exercise=names, score=score, n=n, length=length, seed=seed, **kw)
-    save_samples(out, np.concatenate(pos), exs, np.full(len(exs), np.nan if score is None else score), model.spec.skeleton,
-                 cfg, model.spec.fps)
+    cfg = _samples_out_config(run_dir, model, exercise=names, score=score, n=n, length=length, seed=seed,
+                              **options.given())
+    save_samples(out, pad_sequences(pos), exs, np.full(len(exs), np.nan if score is None else score),
+                 model.spec.skeleton, cfg, model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
     console.print(f"wrote {len(exs)} samples to {out}")
 
@@ -300,19 +318,20 @@ def generate_cmd(
     from the text and becomes the score condition; --score overrides it."""
     import numpy as np
 
-    from rehabgen.models import ModelError
+    from rehabgen.models import ModelError, SamplerOptions
+    from rehabgen.models.timeline import sample_timeline
     from rehabgen.runs import load_model, write_json
     from rehabgen.samples import save_samples
     from rehabgen.text.encoder import TextEncoderError
 
     parts = [text, *then]
-    kw = {k: v for k, v in {"steps": steps, "guidance": guidance}.items() if v is not None}
+    options = SamplerOptions(steps=steps, guidance=guidance)
     try:
         model = load_model(run_dir)
         if then:
-            pos = model.sample_timeline(parts, n=n, length=length, seed=seed, score=score, **kw)
+            pos = sample_timeline(model, parts, n=n, length=length, seed=seed, score=score, options=options)
         else:
-            pos = model.sample_text(text, n=n, length=length, seed=seed, score=score, **kw)
+            pos = model.sample_text(text, n=n, length=length, seed=seed, score=score, options=options)
         bands, unit, _ = model.read_text(parts)
     except (ModelError, TextEncoderError, ValueError) as e:
         fail(str(e))
@@ -320,7 +339,8 @@ def generate_cmd(
     read = [{"text": p, "quality": b, "score": None if b is None else round(float(nrm.score_lo + u * (nrm.score_hi - nrm.score_lo)), 2)}
             for p, b, u in zip(parts, bands, unit)]
     used = score if score is not None else read[0]["score"] if len(parts) == 1 else None
-    cfg = _samples_out_config(run_dir, model, text=text, then=then, n=n, length=length, seed=seed, score=score, **kw)
+    cfg = _samples_out_config(run_dir, model, text=text, then=then, n=n, length=length, seed=seed, score=score,
+                              **options.given())
     cfg["read_from_text"] = read if then else read[0]
     save_samples(out, pos, ["text"] * n, np.full(n, np.nan if used is None else used), model.spec.skeleton, cfg,
                  model.spec.fps)
@@ -344,10 +364,9 @@ def complete_cmd(
     seed: int = typer.Option(0, "--seed"),
 ):
     """Fill the missing joints/frames of a real sequence with the diffusion model (inpainting)."""
-    import numpy as np
 
-    from rehabgen.models import ModelError
-    from rehabgen.models.complete import complete_sequence
+    from rehabgen.models import ModelError, SamplerOptions
+    from rehabgen.models.inpainting import complete_sequence
     from rehabgen.runs import load_model, write_json
     from rehabgen.samples import save_samples
 
@@ -365,7 +384,7 @@ def complete_cmd(
         drop_rng = (a, b)
     try:
         model = load_model(run_dir)
-        res = complete_sequence(model, seq, ds.fps, steps=steps, seed=seed, drop_frames=drop_rng)
+        res = complete_sequence(model, seq, ds.fps, seed=seed, drop_frames=drop_rng, options=SamplerOptions(steps=steps))
     except ModelError as e:
         fail(str(e))
     cfg = _samples_out_config(run_dir, model, subject=seq.subject, exercise=seq.exercise, source=seq.source,
@@ -443,12 +462,12 @@ def demo_cmd(
     seed: int = typer.Option(0, "--seed"),
 ):
     """Built-in data -> train diffusion -> sample each exercise at low/high score -> render -> evaluate."""
-    import numpy as np
 
+    from rehabgen.config import RunConfig
     from rehabgen.data.synth import SynthConfig, write_synthetic_kimore
     from rehabgen.render import render_gif
     from rehabgen.runs import train_run, write_json
-    from rehabgen.samples import save_samples
+    from rehabgen.samples import pad_sequences, save_samples
 
     out.mkdir(parents=True, exist_ok=True)
     data_dir, run_dir = out / "data", out / "run"
@@ -457,7 +476,8 @@ def demo_cmd(
         write_synthetic_kimore(data_dir, SynthConfig(n_subjects=subjects, seed=seed), progress=True)
     console.rule("2. train the diffusion model")
     resume = (run_dir / "checkpoint").is_dir()
-    res = train_run(data_dir, "diffusion", run_dir, steps=steps, seed=seed, max_minutes=minutes, resume=resume)
+    res = train_run(RunConfig(data=str(data_dir), model="diffusion", seed=seed), run_dir, resume=resume, steps=steps,
+                    max_minutes=minutes)
     model = res["model"]
     console.rule("3. sample every exercise at a low and a high score")
     lo, hi = model.spec.normalizer.score_lo, model.spec.normalizer.score_hi
@@ -470,10 +490,8 @@ def demo_cmd(
             titles.append(f"{e} score {sc:.0f}")
             exs.append(e)
             scores.append(sc)
-    T = max(s.shape[0] for s in seqs)
-    padded = np.stack([np.concatenate([s, np.repeat(s[-1:], T - s.shape[0], 0)]) for s in seqs])
     cfg = {"command": "demo", "seed": seed, "scores": [low, high], "exercises": list(model.spec.exercises)}
-    save_samples(out / "samples.npz", padded, exs, scores, model.spec.skeleton, cfg, model.spec.fps)
+    save_samples(out / "samples.npz", pad_sequences(seqs), exs, scores, model.spec.skeleton, cfg, model.spec.fps)
     write_json(out / "demo_config.json", cfg | {"subjects": subjects, "minutes": minutes, "steps": steps})
     gif = render_gif(seqs, model.spec.skeleton, out / "samples.gif", titles=titles, fps=model.spec.fps, cols=2)
     console.print(f"samples: {out / 'samples.npz'}\nanimation: {gif}")

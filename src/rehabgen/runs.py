@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 import platform
+from dataclasses import replace
 from pathlib import Path
 
+from rehabgen.config import RunConfig
 from rehabgen.data import DataError, Dataset, load_dataset
 from rehabgen.data.splits import subject_split
+from rehabgen.io import atomic_write_bytes
 from rehabgen.models import GenerativeModel, ModelError, get_family, prepare_data
-from rehabgen.preprocess import PreprocessConfig
+from rehabgen.train import train
 
 
 def write_json(path: Path, obj) -> None:
-    from rehabgen.io import atomic_write_bytes
-
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
@@ -65,53 +66,49 @@ def load_model(run_dir: str | Path) -> GenerativeModel:
     raise ModelError(f"{p}: no trained model here (expected {p}/model/model.json from `rehabgen train`)")
 
 
-def train_run(data: str | Path, family: str, out: str | Path, steps: int | None = None, seed: int = 0,
-              resume: bool = False, max_len: int = 80, fps: float = 5.0, test_fraction: float = 0.2,
-              max_minutes: float | None = None, ckpt_every: int = 200, hparams: dict | None = None,
-              progress: bool = True, accelerator=None, is_main: bool = True) -> dict:
+def train_run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True, accelerator=None,
+              is_main: bool = True, **changes) -> dict:
+    """Train (or, with `resume`, continue) the run in `out`. On resume the run's own config.json
+    is the configuration; `changes` may set the RESUMABLE fields only."""
     out = Path(out)
     cfg_path = out / "config.json"
     if resume:
         if not cfg_path.is_file():
             raise ModelError(f"{out}: nothing to resume (no config.json from an earlier `rehabgen train`)")
-        cfg = json.loads(cfg_path.read_text())
-        data, family, seed = cfg["data"], cfg["model"], cfg["seed"]
-        max_len, fps, test_fraction = cfg["max_len"], cfg["preprocess"]["fps"], cfg["test_fraction"]
-        hparams = cfg["hparams"]
-        steps = steps or cfg["steps"]  # a new --steps on resume changes the target (and the LR schedule)
-    elif (out / "checkpoint").exists() or (out / "model").exists():
-        raise ModelError(f"{out}: already holds a run; use --resume to continue it or choose another --out")
-    steps = steps or 2000
-    ds = load_dataset(data)
+        fixed = sorted(set(changes) - set(RunConfig.RESUMABLE))
+        if fixed:
+            raise ModelError(f"{out}: {', '.join(fixed)} can't change when a run is resumed (only "
+                             f"{', '.join(RunConfig.RESUMABLE)}); start a new run with another --out")
+        cfg = replace(RunConfig.from_dict(json.loads(cfg_path.read_text())), **changes)
+    else:
+        cfg = replace(cfg, **changes)
+        if (out / "checkpoint").exists() or (out / "model").exists():
+            raise ModelError(f"{out}: already holds a run; use --resume to continue it or choose another --out")
+    if cfg.data is None:
+        raise DataError("no data folder given (--data)")
+    ds = load_dataset(cfg.data)
     if len(ds) == 0:
-        raise DataError(f"{data}: no usable sequence (see `rehabgen data inspect {data}`)")
-    train_ds, test_ds, split = split_dataset(ds, test_fraction, seed)
-    cls = get_family(family)
-    pcfg = PreprocessConfig(fps=fps)
+        raise DataError(f"{cfg.data}: no usable sequence (see `rehabgen data inspect {cfg.data}`)")
+    train_ds, test_ds, split = split_dataset(ds, cfg.test_fraction, cfg.seed)
     if resume:
         model = GenerativeModel.load(out / "checkpoint" / "model")
-        _, arrays = prepare_data(train_ds, pcfg, max_len, model.spec.score_name, model.spec.normalizer,
+        _, arrays = prepare_data(train_ds, cfg.preprocess, cfg.max_len, model.spec.score_name, model.spec.normalizer,
                                  model.spec.text_encoder)
     else:
         import torch
 
-        torch.manual_seed(seed)  # initial weights follow --seed
-        model, arrays = cls.from_dataset(train_ds, pcfg, max_len=max_len, **(hparams or {}))
-    cfg = {
-        "command": "train", "data": str(Path(data).resolve()), "model": family, "seed": seed, "steps": steps,
-        "max_len": max_len, "test_fraction": test_fraction, "max_minutes": max_minutes, "ckpt_every": ckpt_every,
-        "preprocess": pcfg.to_dict(), "hparams": model.hparams, "n_parameters": model.n_parameters(),
-        "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
-        "quarantined": len(ds.quarantined), "versions": versions(),
-    }
+        torch.manual_seed(cfg.seed)  # initial weights follow --seed
+        model, arrays = get_family(cfg.model).from_dataset(train_ds, cfg.preprocess, max_len=cfg.max_len, **cfg.hparams)
+    cfg = replace(cfg, data=str(Path(cfg.data).resolve()), hparams=model.hparams)
+    record = {"command": "train", **cfg.to_dict(), "n_parameters": model.n_parameters(),
+              "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
+              "quarantined": len(ds.quarantined), "versions": versions()}
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(cfg_path, cfg)
+        write_json(cfg_path, record)
         write_json(out / "split.json", split)
-    from rehabgen.train import train
-
-    summary = train(model, arrays, steps=steps, seed=seed, out_dir=out, resume=resume, ckpt_every=ckpt_every,
-                    progress=progress, max_minutes=max_minutes, accelerator=accelerator)
+    summary = train(model, arrays, steps=cfg.steps, seed=cfg.seed, out_dir=out, resume=resume,
+                    ckpt_every=cfg.ckpt_every, progress=progress, max_minutes=cfg.max_minutes, accelerator=accelerator)
     if is_main:
         write_json(out / "train_summary.json", summary)
-    return {"config": cfg, "summary": summary, "model": model}
+    return {"config": record, "summary": summary, "model": model}

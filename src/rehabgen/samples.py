@@ -19,6 +19,13 @@ class SamplesError(ValueError):
     pass
 
 
+def pad_sequences(seqs: list[np.ndarray], length: int | None = None) -> np.ndarray:
+    """Sequences (T_i, ...) of different lengths -> one array (n, T, ...), each padded by holding
+    its last frame (a still pose, not a jump to zero: kinematic metrics see no motion there)."""
+    T = length or max(s.shape[0] for s in seqs)
+    return np.stack([np.concatenate([s[:T], np.repeat(s[-1:], T - min(T, s.shape[0]), 0)]) for s in seqs])
+
+
 def save_samples(path: str | Path, positions: np.ndarray, exercise, score, skeleton: Skeleton,
                  config: dict, fps: float) -> Path:
     """positions (n, T, J, 3) in metres; exercise (n,) str; score (n,) float."""

@@ -11,19 +11,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import math
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from rehabgen.io import replace_dir
-from rehabgen.models.base import GenerativeModel, ModelError, TrainArrays, cosine_warmup
+from rehabgen.io import atomic_write_bytes, replace_dir
+from rehabgen.models.checkpoint import read_checkpoint
+from rehabgen.models.spec import ModelError, TrainArrays
 
 CKPT = "checkpoint"
+
+
+def cosine_warmup(step: int, total: int, warmup: int = 100) -> float:
+    """Learning-rate factor: linear warm-up, then cosine down to 0.1 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
 
 def _batch(arrays: dict[str, torch.Tensor], n: int, bs: int, seed: int, step: int, rank: int, world: int):
@@ -75,7 +83,7 @@ def _unflatten_optimizer(name: str, tensors: dict[str, torch.Tensor], plain: dic
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
-def save_checkpoint(run_dir: Path, model: GenerativeModel, nets, optimizers, lr_scheds, step: int, extra: dict) -> Path:
+def save_checkpoint(run_dir: Path, model, optimizers, lr_scheds, step: int, extra: dict) -> Path:
     """Write RUN_DIR/checkpoint atomically: a model folder plus optimizer/scheduler/RNG state."""
     from safetensors.torch import save_file
 
@@ -101,10 +109,8 @@ def save_checkpoint(run_dir: Path, model: GenerativeModel, nets, optimizers, lr_
     return run_dir / CKPT
 
 
-def load_checkpoint(run_dir: Path, model: GenerativeModel, optimizers, lr_scheds) -> int:
+def load_checkpoint(run_dir: Path, model, optimizers, lr_scheds) -> int:
     from safetensors.torch import load_file
-
-    from rehabgen.models.base import read_checkpoint
 
     ck = Path(run_dir) / CKPT
     meta, weights = read_checkpoint(ck / "model")
@@ -127,7 +133,7 @@ def load_checkpoint(run_dir: Path, model: GenerativeModel, optimizers, lr_scheds
 # --------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------
-def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | Path | None = None,
+def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | Path | None = None,
           resume: bool = False, ckpt_every: int = 200, log_every: int = 10, progress: bool = True,
           max_minutes: float | None = None, mixed_precision: str = "no", accelerator=None,
           stop_at: int | None = None) -> dict:
@@ -216,7 +222,7 @@ def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0
             acc.wait_for_everyone()
             if acc.is_main_process:
                 _unwrap_into(model, nets, acc)
-                save_checkpoint(out_dir, model, nets, optimizers, lr_scheds, done, {"seed": seed, "world_size": world})
+                save_checkpoint(out_dir, model, optimizers, lr_scheds, done, {"seed": seed, "world_size": world})
                 _write_log(log_path, rows)
         if timed_out:
             break
@@ -236,7 +242,7 @@ def train(model: GenerativeModel, arrays: TrainArrays, steps: int, seed: int = 0
             "steps_per_s": (done - start) / secs if secs > 0 else 0.0, "world_size": world}
 
 
-def _unwrap_into(model: GenerativeModel, nets: dict, acc) -> None:
+def _unwrap_into(model, nets: dict, acc) -> None:
     model.nets = {k: acc.unwrap_model(v) for k, v in nets.items()}
 
 
@@ -248,15 +254,4 @@ def _write_log(path: Path | None, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=keys)
     w.writeheader()
     w.writerows(rows)
-    from rehabgen.io import atomic_write_bytes
-
     atomic_write_bytes(path, buf.getvalue().encode())
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))

@@ -17,6 +17,19 @@ class DataError(ValueError):
     """Input data can't be used; the message names the file and the problem."""
 
 
+def score_range(score_name: str, scores=()) -> tuple[float, float]:
+    """The scale of a score: the clinical range for KIMORE's scores, else the observed range
+    (one unit wide where all scores are equal). Normalisation, evaluators and the downstream study all use it."""
+    if score_name in SCORE_RANGES:
+        return SCORE_RANGES[score_name]
+    ok = np.asarray(scores, np.float64)
+    ok = ok[np.isfinite(ok)]
+    if not ok.size:
+        return 0.0, 1.0
+    lo, hi = float(ok.min()), float(ok.max())
+    return lo, hi if hi > lo else lo + 1.0
+
+
 @dataclass
 class Sequence:
     """One recording: a subject performing one exercise.

@@ -26,7 +26,7 @@ from rehabgen.data.kimore import (
 from rehabgen.skeleton import KINECT_V2
 
 SK = KINECT_V2
-J = SK.index
+joint = SK.index  # joint name -> index in the Kinect v2 skeleton
 DEG = np.pi / 180.0
 
 # group pattern: subject k gets GROUP_CYCLE[k % len]; roughly KIMORE's proportions
@@ -229,7 +229,7 @@ def arm(flexion, abduction, side: str, horizontal=None) -> np.ndarray:
 
 def forward_kinematics(pose: Pose, subj: Subject, fps: float, rng) -> np.ndarray:
     """(T, 25, 3) camera-coordinate positions; legs by IK with the feet planted."""
-    T, L, b = pose.T, subj.body.lengths, subj.body
+    T, L = pose.T, subj.body.lengths
     P = np.zeros((T, SK.n_joints, 3))
     world = ry(np.full(T, subj.yaw))
     leg = L["thigh"] + L["shank"]
@@ -238,36 +238,36 @@ def forward_kinematics(pose: Pose, subj: Subject, fps: float, rng) -> np.ndarray
     rest_root_y = floor_y + 0.08 + 0.985 * leg - hip_drop[1] * L["pelvis"]
     base = np.array([subj.position[0], rest_root_y, subj.position[2]])
     root = base + _apply(world, [0, 0, 0]) + np.einsum("tij,tj->ti", world, pose.root_offset)
-    P[:, J("SpineBase")] = root
+    P[:, joint("SpineBase")] = root
     G_root = _mm(world, pose.pelvis)
     G_lum = _mm(G_root, pose.lumbar)
-    P[:, J("SpineMid")] = root + _apply(G_lum, [0, L["lumbar"], 0])
+    P[:, joint("SpineMid")] = root + _apply(G_lum, [0, L["lumbar"], 0])
     G_tho = _mm(G_lum, pose.thoracic)
-    P[:, J("SpineShoulder")] = P[:, J("SpineMid")] + _apply(G_tho, [0, L["thoracic"], 0])
+    P[:, joint("SpineShoulder")] = P[:, joint("SpineMid")] + _apply(G_tho, [0, L["thoracic"], 0])
     G_neck = _mm(G_tho, pose.neck)
-    P[:, J("Neck")] = P[:, J("SpineShoulder")] + _apply(G_neck, [0, L["neck"], 0])
-    P[:, J("Head")] = P[:, J("Neck")] + _apply(G_neck, [0, L["head"], 0])
+    P[:, joint("Neck")] = P[:, joint("SpineShoulder")] + _apply(G_neck, [0, L["neck"], 0])
+    P[:, joint("Head")] = P[:, joint("Neck")] + _apply(G_neck, [0, L["head"], 0])
     for side, name, sgn in (("L", "Left", -1.0), ("R", "Right", 1.0)):
-        sh = P[:, J("SpineShoulder")] + _apply(G_tho, L["clavicle"] * _unit([sgn, -0.18, 0.02]))
-        P[:, J(f"Shoulder{name}")] = sh
+        sh = P[:, joint("SpineShoulder")] + _apply(G_tho, L["clavicle"] * _unit([sgn, -0.18, 0.02]))
+        P[:, joint(f"Shoulder{name}")] = sh
         G_ua = _mm(G_tho, pose.shoulder[side])
-        P[:, J(f"Elbow{name}")] = sh + _apply(G_ua, [0, -L["upper_arm"], 0])
+        P[:, joint(f"Elbow{name}")] = sh + _apply(G_ua, [0, -L["upper_arm"], 0])
         G_fa = _mm(G_ua, rx(pose.elbow[side]))
-        P[:, J(f"Wrist{name}")] = P[:, J(f"Elbow{name}")] + _apply(G_fa, [0, -L["forearm"], 0])
+        P[:, joint(f"Wrist{name}")] = P[:, joint(f"Elbow{name}")] + _apply(G_fa, [0, -L["forearm"], 0])
         G_h = _mm(G_fa, rx(pose.wrist[side]))
-        P[:, J(f"Hand{name}")] = P[:, J(f"Wrist{name}")] + _apply(G_h, [0, -L["hand"], 0])
-        P[:, J(f"HandTip{name}")] = P[:, J(f"Hand{name}")] + _apply(G_h, [0, -L["hand_tip"], 0])
-        P[:, J(f"Thumb{name}")] = P[:, J(f"Hand{name}")] + _apply(G_h, L["thumb"] * _unit([-0.35 * sgn, -0.5, -0.8]))
+        P[:, joint(f"Hand{name}")] = P[:, joint(f"Wrist{name}")] + _apply(G_h, [0, -L["hand"], 0])
+        P[:, joint(f"HandTip{name}")] = P[:, joint(f"Hand{name}")] + _apply(G_h, [0, -L["hand_tip"], 0])
+        P[:, joint(f"Thumb{name}")] = P[:, joint(f"Hand{name}")] + _apply(G_h, L["thumb"] * _unit([-0.35 * sgn, -0.5, -0.8]))
         # legs: hip from the pelvis, ankle planted where it stood at rest, knee by two-bone IK
         hip = root + _apply(G_root, L["pelvis"] * hip_drop * np.array([sgn, 1, 1]))
-        P[:, J(f"Hip{name}")] = hip
+        P[:, joint(f"Hip{name}")] = hip
         hip0 = base + _apply(world[:1], L["pelvis"] * hip_drop * np.array([sgn, 1, 1]))[0]
         ankle = hip0 + np.array([0.02 * sgn, -0.985 * leg, 0.0])
         fwd = _apply(world, [0, 0, -1])
         knee, ankle_t = _two_bone_ik(hip, np.broadcast_to(ankle, (T, 3)), L["thigh"], L["shank"], fwd)
-        P[:, J(f"Knee{name}")] = knee
-        P[:, J(f"Ankle{name}")] = ankle_t
-        P[:, J(f"Foot{name}")] = ankle_t + _apply(world, L["foot"] * _unit([0.1 * sgn, -0.45, -1.0]))
+        P[:, joint(f"Knee{name}")] = knee
+        P[:, joint(f"Ankle{name}")] = ankle_t
+        P[:, joint(f"Foot{name}")] = ankle_t + _apply(world, L["foot"] * _unit([0.1 * sgn, -0.45, -1.0]))
     return P
 
 
@@ -305,8 +305,8 @@ def _degradation(subj: Subject, q: float, rng) -> Degradation:
     asym = (1 - q) * rng.uniform(0.2, 0.5) * (2.2 if g == "Stroke" else 1.0)
     hes = (1 - q) * rng.uniform(0.4, 1.0) * (1.5 if g == "Parkinson" else 1.0)
     trem = (1 - q) * (rng.uniform(0.6, 1.0) if g == "Parkinson" else rng.uniform(0.0, 0.2))
-    rng_ = float(np.clip(subj.amplitude * (0.5 + 0.5 * q) + rng.normal(0, 0.03), 0.3, 1.05))
-    return Degradation(rng_, float(min(comp, 1)), float(min(asym, 1)), float(min(hes, 1)), float(min(trem, 1)))
+    achieved_range = float(np.clip(subj.amplitude * (0.5 + 0.5 * q) + rng.normal(0, 0.03), 0.3, 1.05))
+    return Degradation(achieved_range, float(min(comp, 1)), float(min(asym, 1)), float(min(hes, 1)), float(min(trem, 1)))
 
 
 def exercise_motion(exercise: str, subj: Subject, q: float, rng: np.random.Generator, fps: float = 30.0):
@@ -393,7 +393,7 @@ def scores_from(dg: Degradation, rng) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 # Kinect-like noise
 # ---------------------------------------------------------------------------------------------
-_DISTAL = [J(n) for n in ("HandLeft", "HandRight", "HandTipLeft", "HandTipRight", "ThumbLeft", "ThumbRight",
+_DISTAL = [joint(n) for n in ("HandLeft", "HandRight", "HandTipLeft", "HandTipRight", "ThumbLeft", "ThumbRight",
                           "WristLeft", "WristRight", "FootLeft", "FootRight", "AnkleLeft", "AnkleRight")]
 
 
@@ -423,8 +423,8 @@ def kinect_noise(P: np.ndarray, rng: np.random.Generator, fps: float = 30.0) -> 
     if rng.random() < 0.12:
         a = int(rng.integers(0, max(1, T - 10)))
         b = min(T, a + int(rng.integers(3, 9)))
-        arms_l = [J(n + "Left") for n in ("Elbow", "Wrist", "Hand", "HandTip", "Thumb")]
-        arms_r = [J(n + "Right") for n in ("Elbow", "Wrist", "Hand", "HandTip", "Thumb")]
+        arms_l = [joint(n + "Left") for n in ("Elbow", "Wrist", "Hand", "HandTip", "Thumb")]
+        arms_r = [joint(n + "Right") for n in ("Elbow", "Wrist", "Hand", "HandTip", "Thumb")]
         X[a:b, arms_l + arms_r] = X[a:b, arms_r + arms_l]
         state[a:b, arms_l + arms_r] = STATE_INFERRED
     # whole body lost for a few frames

@@ -1,31 +1,17 @@
-"""Model families behind one contract (`GenerativeModel`): fit, sample, save, load."""
+"""Model families behind one contract (`GenerativeModel`): fit, sample, save, load.
+
+spec.py      data spec, normaliser, prepare_data (the same data for every family)
+base.py      the contract;  options.py  capabilities and sampler options;  ema.py  inference context
+checkpoint.py  safetensors + JSON model folders;  registry.py  family names -> classes
+diffusion.py vae.py gan.py  one file per family;  inpainting.py timeline.py  what some families can do
+"""
 
 from __future__ import annotations
 
-from rehabgen.models.base import DataSpec, GenerativeModel, ModelError, Normalizer, TrainArrays, prepare_data
+from rehabgen.models.base import GenerativeModel
+from rehabgen.models.options import Capabilities, SamplerOptions
+from rehabgen.models.registry import families, get_family, register_family
+from rehabgen.models.spec import DataSpec, ModelError, Normalizer, TrainArrays, prepare_data
 
-_FAMILIES: dict[str, str] = {
-    "diffusion": "rehabgen.models.diffusion:DiffusionModel",
-    "vae": "rehabgen.models.vae:VAEModel",
-    "gan": "rehabgen.models.gan:GANModel",
-}
-
-
-def families() -> list[str]:
-    """Names of the families whose module is present."""
-    import importlib.util
-
-    return [k for k, v in _FAMILIES.items() if importlib.util.find_spec(v.split(":")[0]) is not None]
-
-
-def get_family(name: str) -> type[GenerativeModel]:
-    import importlib
-
-    if name not in _FAMILIES or name not in families():
-        raise ModelError(f"unknown model family {name!r}; available: {families()}")
-    mod, cls = _FAMILIES[name].split(":")
-    return getattr(importlib.import_module(mod), cls)
-
-
-__all__ = ["DataSpec", "GenerativeModel", "ModelError", "Normalizer", "TrainArrays", "prepare_data",
-           "families", "get_family"]
+__all__ = ["Capabilities", "DataSpec", "GenerativeModel", "ModelError", "Normalizer", "SamplerOptions", "TrainArrays",
+           "families", "get_family", "prepare_data", "register_family"]

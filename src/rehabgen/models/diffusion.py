@@ -7,14 +7,19 @@ DPM-Solver++ with any number of steps, with classifier-free guidance on exercise
 
 from __future__ import annotations
 
+import inspect
+
 import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from torch import nn
 
-from rehabgen.models.base import GenerativeModel, ModelError
+from rehabgen.models.base import GenerativeModel
 from rehabgen.models.layers import (
     ConditionEmbedding, MotionTransformer, TimestepEmbedding, bone_length_loss, masked_mse, padding_mask,
     velocity_loss,
 )
+from rehabgen.models.options import Capabilities, SamplerOptions
+from rehabgen.models.spec import ModelError
 
 SAMPLERS = ("dpm", "ddim", "ddpm")
 
@@ -47,29 +52,31 @@ class Denoiser(nn.Module):
 
 
 def make_scheduler(kind: str, train_config: dict, steps: int):
-    """A diffusers scheduler of `kind` sharing the training noise schedule, set to `steps`."""
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-    from diffusers.utils import logging as dlog
+    """A diffusers scheduler of `kind` sharing the training noise schedule, set to `steps`.
 
-    dlog.set_verbosity_error()  # from_config warns about keys the other scheduler class ignores
-    if kind == "ddpm":
-        s = DDPMScheduler.from_config(train_config)
-    elif kind == "ddim":
-        s = DDIMScheduler.from_config(train_config, set_alpha_to_one=True)
-    elif kind == "dpm":
-        s = DPMSolverMultistepScheduler.from_config(train_config, algorithm_type="dpmsolver++", solver_order=2,
-                                                    final_sigmas_type="zero")
-    else:
+    Built from the training config's explicitly set keys that the class takes; keys left at the
+    training class's default take the sampler class's own default (what `from_config` does, minus
+    its warning about the others, and without touching diffusers' global log level)."""
+    classes = {"ddpm": (DDPMScheduler, {}), "ddim": (DDIMScheduler, {"set_alpha_to_one": True}),
+               "dpm": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                                                     "final_sigmas_type": "zero"})}
+    if kind not in classes:
         raise ModelError(f"unknown sampler {kind!r}; choose from {SAMPLERS}")
+    cls, extra = classes[kind]
     n_train = train_config["num_train_timesteps"]
     if not 1 <= steps <= n_train:
         raise ModelError(f"--steps must be between 1 and {n_train}, got {steps}")
+    takes = inspect.signature(cls.__init__).parameters
+    defaulted = set(train_config.get("_use_default_values", ()))
+    s = cls(**{k: v for k, v in train_config.items() if k in takes and k not in defaulted}, **extra)
     s.set_timesteps(steps)
     return s
 
 
 class DiffusionModel(GenerativeModel):
     family = "diffusion"
+    capabilities = Capabilities(inpaint=True, text=True, timeline=True, sampler=True,
+                                options=("sampler", "steps", "guidance", "score_guidance"))
     defaults = {
         "d_model": 128, "n_layers": 4, "n_heads": 4, "ff": 256, "dropout": 0.1,
         "train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
@@ -85,8 +92,6 @@ class DiffusionModel(GenerativeModel):
     }
 
     def build(self):
-        from diffusers import DDPMScheduler
-
         h = self.hparams
         self.train_scheduler = DDPMScheduler(num_train_timesteps=h["train_timesteps"], beta_schedule=h["beta_schedule"],
                                              prediction_type="sample", clip_sample=False)
@@ -147,35 +152,43 @@ class DiffusionModel(GenerativeModel):
         c_ns = out[2 * n:]
         return u + g * (c_ns - u) + gs * (c - c_ns)
 
-    @torch.no_grad()
-    def generate(self, exercise, score, length, generator, sampler=None, steps=None, guidance=None, score_guidance=None,
-                 known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
-                 text: torch.Tensor | None = None, segments: list[tuple[int, int]] | None = None,
-                 overlap: int | None = None):
-        """known (n, T, D) / known_mask (n, T, J): values to keep (inpainting). Each denoising
-        step's x0 estimate is overwritten with the known values before the scheduler step, so
-        the missing parts are generated consistently with what was observed.
+    def generate(self, exercise, score, length, generator, options, text=None):
+        return self._denoise(exercise, score, length, generator, options, text=text)
 
-        segments: a timeline, consecutive frame ranges [(0, b1), (b1, b2), ...] covering
-        `length`, with conditions per range: exercise/score (k, n), text (k, n, D_text). Each
-        range is denoised apart under its own conditions (each at most max_len; the total may
-        be longer), then every seam is in-betweened: `overlap` frames around it (default
-        `timeline_overlap()`) are generated again, unconditionally, by inpainting between the
-        known frames on both sides. (Averaging overlapping windows at every step, as in
-        DoubleTake's handshake, let one description bleed into the other on small models.)"""
+    def inpaint(self, exercise, score, known, known_mask, generator, options):
+        return self._denoise(exercise, score, known.shape[1], generator, options, known=known, known_mask=known_mask)
+
+    def generate_timeline(self, exercise, score, text, segments, length, generator, options, overlap):
+        """A timeline: consecutive frame ranges [(0, b1), (b1, b2), ...] covering `length`, with
+        conditions per range: exercise/score (k, n), text (k, n, D_text). Each range is denoised
+        apart under its own conditions (each at most max_len; the total may be longer), then
+        every seam is in-betweened: `overlap` frames around it are generated again,
+        unconditionally, by inpainting between the known frames on both sides. (Averaging
+        overlapping windows at every step, as in DoubleTake's handshake, let one description
+        bleed into the other on small models.)"""
+        x = self._denoise(exercise, score, length, generator, options, text=text, segments=segments)
+        return self._join_seams(x, [a for a, _ in segments[1:]], generator, options, overlap)
+
+    @torch.no_grad()
+    def _denoise(self, exercise, score, length, generator, options: SamplerOptions, text=None,
+                 known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
+                 segments: list[tuple[int, int]] | None = None) -> torch.Tensor:
+        """The sampling loop. known (n, T, D) / known_mask (n, T, J): values to keep (inpainting).
+        Each denoising step's x0 estimate is overwritten with the known values before the
+        scheduler step, so the missing parts are generated consistently with what was observed.
+        segments: conditions per frame range (see `generate_timeline`)."""
         h = self.hparams
         net = self.nets["denoiser"]
-        sampler, steps = sampler or h["sampler"], int(steps or h["steps"])
-        g = float(h["guidance"] if guidance is None else guidance)
-        gs = h["score_guidance"] if score_guidance is None else score_guidance
+        sampler = options.sampler or h["sampler"]
+        steps = int(options.steps or h["steps"])
+        g = float(h["guidance"] if options.guidance is None else options.guidance)
+        gs = h["score_guidance"] if options.score_guidance is None else options.score_guidance
         gs = None if gs is None else float(gs)
         sched = make_scheduler(sampler, dict(self.train_scheduler.config), steps)
         n, D = exercise.shape[-1], self.spec.dim
         x = torch.randn((n, length, D), generator=generator)
         if known is not None:
             km = known_mask[..., None].expand(n, length, known_mask.shape[-1], 3).reshape(n, length, D)
-        if segments is not None:
-            self._check_segments(segments, length)
         for t in sched.timesteps:
             tt = torch.full((n,), int(t), dtype=torch.long)
             if segments is None:
@@ -189,23 +202,12 @@ class DiffusionModel(GenerativeModel):
             x = sched.step(x0, t, x, generator=generator).prev_sample
         if known is not None:
             x = torch.where(km, known, x)
-        if segments is not None and len(segments) > 1:
-            x = self._join_seams(x, [a for a, _ in segments[1:]], generator, sampler, steps, overlap)
         return x
 
-    def _check_segments(self, segments, length: int) -> None:
-        bounds = [a for a, _ in segments] + [segments[-1][1]]
-        if bounds[0] != 0 or bounds[-1] != length or any(b <= a for a, b in zip(bounds, bounds[1:])):
-            raise ModelError(f"segments {segments} must be consecutive, non-empty and cover 0..{length}")
-        long = [(a, b) for a, b in segments if b - a > self.spec.max_len]
-        if long:
-            raise ModelError(f"segment {long[0][0]}:{long[0][1]} is longer than the {self.spec.max_len} frames this "
-                             "model generates at once")
-
-    def _join_seams(self, x, seams, generator, sampler, steps, overlap) -> torch.Tensor:
+    def _join_seams(self, x, seams, generator, options: SamplerOptions, overlap: int) -> torch.Tensor:
         """Regenerate `overlap` frames around each seam, unconditionally, between known frames."""
         n, length, D = x.shape
-        m = max(2, self.timeline_overlap() if overlap is None else int(overlap))
+        m = max(2, int(overlap))
         null_ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long)
         null_sc = torch.full((n,), float("nan"))
         for b in seams:
@@ -214,6 +216,7 @@ class DiffusionModel(GenerativeModel):
             keep = torch.ones(n, hi - lo, self.spec.skeleton.n_joints, dtype=torch.bool)
             keep[:, f0 - lo:f1 - lo] = False
             x = x.clone()
-            x[:, lo:hi] = self.generate(null_ex, null_sc, hi - lo, generator, sampler, steps, 1.0,
+            x[:, lo:hi] = self._denoise(null_ex, null_sc, hi - lo, generator,
+                                        SamplerOptions(options.sampler, options.steps, guidance=1.0),
                                         known=x[:, lo:hi].contiguous(), known_mask=keep)
         return x

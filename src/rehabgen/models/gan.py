@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rehabgen.models.base import GenerativeModel, ModelError
+from rehabgen.models.base import GenerativeModel
+from rehabgen.models.options import Capabilities
 from rehabgen.models.layers import ConditionEmbedding, MotionTransformer, padding_mask, sinusoidal
 
 
@@ -84,6 +85,7 @@ class Critic(nn.Module):
 
 class GANModel(GenerativeModel):
     family = "gan"
+    capabilities = Capabilities(options=("temperature",))
     defaults = {
         "d_model": 128, "n_layers": 3, "n_heads": 4, "ff": 256,  # generator transformer
         "critic_d": 128, "critic_layers": 4, "kernel": 5,  # critic CNN (dilations 1, 2, 4, 1, ...)
@@ -135,9 +137,9 @@ class GANModel(GenerativeModel):
         par = torch.tensor([b[0] for b in bones], device=x.device)
         chi = torch.tensor([b[1] for b in bones], device=x.device)
         lf = (bf[..., chi, :] - bf[..., par, :]).norm(dim=-1)  # (B, T, nb)
-        lr_ = (br[..., chi, :] - br[..., par, :]).norm(dim=-1)
+        real_len = (br[..., chi, :] - br[..., par, :]).norm(dim=-1)
         mr = (obs_j[..., chi] & obs_j[..., par]).float()
-        target = (lr_ * mr).sum((0, 1)) / mr.sum((0, 1)).clamp_min(1.0)
+        target = (real_len * mr).sum((0, 1)) / mr.sum((0, 1)).clamp_min(1.0)
         k = keep[..., None]
         bone = (((lf / target.clamp_min(1e-4) - 1) ** 2) * k).sum() / (k.sum() * len(bones)).clamp_min(1.0)
         # speed statistics: RMS frame-to-frame change per coordinate, observed pairs vs valid pairs
@@ -210,14 +212,10 @@ class GANModel(GenerativeModel):
             logs.update({"gen": float(loss_g.detach()), "bone": float(bone.detach()), "vel": float(vel.detach())})
         return logs
 
-    @torch.no_grad()
-    def generate(self, exercise, score, length, generator, temperature: float = 1.0, **unused):
-        """One pass: z ~ N(0, temperature^2) from `generator`. The CLI passes the diffusion
-        options (steps, guidance, sampler) to every family: accepted only when None."""
-        bad = {k: v for k, v in unused.items() if v is not None}
-        if bad:
-            raise ModelError(f"the gan family samples in one pass; options {sorted(bad)} don't apply")
+    def generate(self, exercise, score, length, generator, options, text=None):
+        """One pass: z ~ N(0, temperature^2) from `generator` (temperature 0: the same sequence for every seed)."""
+        temperature = 1.0 if options.temperature is None else float(options.temperature)
         G = self.nets["generator"]
         device = next(G.parameters()).device
-        z, noise = self._noise(len(exercise), length, device, generator, float(temperature))
+        z, noise = self._noise(len(exercise), length, device, generator, temperature)
         return G(z, noise, exercise.to(device), score.to(device))

@@ -1,4 +1,5 @@
-"""Completion of incomplete sequences (lost joints, dropped frames) by diffusion inpainting."""
+"""Completion of incomplete sequences (lost joints, dropped frames) by inpainting, for every
+family that declares `capabilities.inpaint`."""
 
 from __future__ import annotations
 
@@ -8,24 +9,26 @@ import numpy as np
 import torch
 
 from rehabgen.data.dataset import Dataset, Sequence
-from rehabgen.models.base import GenerativeModel, ModelError
-from rehabgen.preprocess import PreprocessConfig, preprocess_dataset
+from rehabgen.models.base import GenerativeModel
+from rehabgen.models.options import SamplerOptions
+from rehabgen.models.spec import ModelError
+from rehabgen.preprocess import preprocess_dataset
 
 
-def complete_sequence(model: GenerativeModel, seq: Sequence, fps: float, steps: int = 50, seed: int = 0,
-                      drop_frames: tuple[int, int] | None = None, guidance: float | None = None) -> dict:
+def complete_sequence(model: GenerativeModel, seq: Sequence, fps: float, seed: int = 0,
+                      drop_frames: tuple[int, int] | None = None, options: SamplerOptions | None = None) -> dict:
     """Fill what the data layer marked invalid, keeping every observed value.
 
     Returns positions (T, J, 3) in the sequence's own camera coordinates at the model's frame
     rate, `known` (T, J) (what was kept) and `observed` (the input's positions, NaN where missing).
     """
-    if model.family != "diffusion":
-        raise ModelError(f"completion needs a diffusion model, this run holds a {model.family!r} model")
+    if not model.capabilities.inpaint:
+        raise ModelError(f"completion needs a family that can inpaint (diffusion), this run holds a {model.family!r} model")
+    options = model.check_options(options)
     spec = model.spec
     if seq.exercise not in spec.exercises:
         raise ModelError(f"{seq.source}: exercise {seq.exercise!r} unknown to the model ({list(spec.exercises)})")
-    pcfg = PreprocessConfig(**{**spec.preprocess, "max_gap": 0, "length": None,
-                               "buckets": tuple(spec.preprocess.get("buckets", ()))})
+    pcfg = replace(spec.preprocess, max_gap=0, length=None)  # what is missing stays missing: it is generated
     pre, tfs = preprocess_dataset(Dataset(spec.skeleton, [seq], exercises=spec.exercises, fps=fps), pcfg)
     s, tf = pre.sequences[0], tfs[0]
     known = s.valid & np.isfinite(s.positions).all(-1)
@@ -38,19 +41,19 @@ def complete_sequence(model: GenerativeModel, seq: Sequence, fps: float, steps: 
     z = z * np.repeat(known, 3, axis=-1)
     T = s.n_frames
     ex = torch.tensor([spec.exercises.index(seq.exercise)])
-    sc = float(seq.score(spec.score_name))
-    unit = torch.tensor(spec.normalizer.score_to_unit([sc]), dtype=torch.float32)
+    unit = model.unit_scores(float(seq.score(spec.score_name)), 1)
     gen = torch.Generator().manual_seed(seed)
     out = np.empty_like(z)
     L = spec.max_len
-    for a in range(0, T, L):  # long recordings: window by window
-        b = min(T, a + L)
-        if b - a < 2:
-            out[a:b] = z[a:b]
-            continue
-        res = model.generate(ex, unit, b - a, gen, steps=steps, guidance=guidance,
-                             known=torch.from_numpy(z[None, a:b]), known_mask=torch.from_numpy(known[None, a:b]))
-        out[a:b] = res[0].numpy()
+    with model.inference():
+        for a in range(0, T, L):  # long recordings: window by window
+            b = min(T, a + L)
+            if b - a < 2:
+                out[a:b] = z[a:b]
+                continue
+            res = model.inpaint(ex, unit, torch.from_numpy(z[None, a:b]), torch.from_numpy(known[None, a:b]), gen,
+                                options)
+            out[a:b] = res[0].float().numpy()
     body = spec.normalizer.decode_body(out)
     positions = tf.invert(body).astype(np.float32)
     observed = np.where(known[..., None], tf.invert(s.positions), np.nan).astype(np.float32)

