@@ -129,6 +129,21 @@ def test_evaluate_and_compare(run_dir, data, tmp_path, monkeypatch):
     assert r.exit_code == 0 and "| fid" in (tmp_path / "cmp.md").read_text()
 
 
+def test_evaluate_on_an_independent_test_set(run_dir, data, tmp_path, monkeypatch):
+    """--test-data: the real reference and the downstream test are that folder's subjects."""
+    monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
+    other = tmp_path / "other"
+    assert run("data", "synth", other, "--subjects", 3, "--seed", 7).exit_code == 0
+    out = tmp_path / "rep"
+    r = run("evaluate", run_dir, "--data", data, "--test-data", other, "--out", out, "--repeats", 1, "--steps", 3,
+            "--no-downstream")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test_data"] == str(other) and m["n_test_sequences"] == len(list(other.glob("*/*/*/Es*")))
+    r = run("evaluate", run_dir, "--data", data, "--test-data", tmp_path / "missing", "--out", tmp_path / "r2")
+    assert r.exit_code == 2 and "missing" in r.output
+
+
 def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
     monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "trun"

@@ -10,7 +10,7 @@ import pytest
 
 from rehabgen.data import Dataset
 from rehabgen.metrics.downstream import assessment_study, classic_augment
-from rehabgen.metrics.evaluator import Evaluator, data_key, eval_inputs, eval_inputs_from_positions
+from rehabgen.metrics.evaluator import Evaluator, data_key, eval_inputs, eval_inputs_from_positions, train_fcn
 
 from conftest import toy_dataset
 
@@ -102,3 +102,127 @@ def test_classic_augment_keeps_shape_and_changes_values():
     x = np.random.default_rng(0).normal(size=(3, 64, 75)).astype(np.float32)
     y = classic_augment(x, np.random.default_rng(1))
     assert y.shape == x.shape and np.abs(y - x).mean() > 0.01
+
+
+def test_fits_leave_the_global_torch_rng_alone_and_are_reproducible(split):
+    """Evaluator and assessor fits draw from their own seeds: the caller's torch RNG stream is
+    the same as if no fit had happened, and a seed gives the same weights every time."""
+    import torch
+
+    tr, te = split
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = Evaluator.fit(tr, steps=5, seed=7)
+    assessment_study(tr, te, None, k=2, seed=0, steps=3)
+    assert torch.equal(torch.rand(3), expected)
+    b = Evaluator.fit(tr, steps=5, seed=7)
+    for (k, v), w in zip(a.regressor.state_dict().items(), b.regressor.state_dict().values()):
+        assert torch.equal(v, w), k
+    c = Evaluator.fit(tr, steps=5, seed=8)
+    assert not torch.equal(c.classifier.head.weight, a.classifier.head.weight)
+
+
+def test_one_training_loop_for_classifier_regressor_and_assessor(split):
+    """train_fcn's heads: output 0 regresses scores (NaN ignored), the next ones classify."""
+    import torch
+
+    tr, te = split
+    x, ex, sc = eval_inputs(tr)
+    xt, ext, sct = eval_inputs(te)
+    mean, std = x.reshape(-1, x.shape[-1]).mean(0), x.reshape(-1, x.shape[-1]).std(0) + 1e-3
+    u = ((sc - 10) / 40).astype(np.float32)
+    u[:6] = np.nan  # unknown scores are ignored, their sequences still teach the exercise
+    both = train_fcn((x - mean) / std, 150, 0, labels=ex, n_classes=2, scores=u, score_weight=4.0)
+    assert both.head.out_features == 3
+    with torch.no_grad():
+        out = both(torch.from_numpy(((xt - mean) / std).astype(np.float32))).numpy()
+    assert (out[:, 1:].argmax(-1) == ext).mean() > 0.9
+    assert np.corrcoef(out[:, 0], sct)[0, 1] > 0.7
+    assert train_fcn(x, 2, 0, labels=ex, n_classes=2).head.out_features == 2
+    assert train_fcn(x, 2, 0, scores=u).head.out_features == 1
+    with pytest.raises(ValueError, match="labels, scores or both"):
+        train_fcn(x, 1, 0)
+
+
+# ---- evaluate_run against a separate test folder ----------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny diffusion run on 6 synthetic subjects (all training), and a 'patients' folder:
+    3 other people in the generic layout, doing 3 of the 5 exercises."""
+    from rehabgen.data import load_dataset
+    from rehabgen.data.generic import write_generic
+    from rehabgen.data.synth import SynthConfig, write_synthetic_kimore
+    from rehabgen.models import get_family
+    from rehabgen.preprocess import PreprocessConfig
+    from rehabgen.runs import write_json
+
+    root = tmp_path_factory.mktemp("ev")
+    write_synthetic_kimore(root / "train", SynthConfig(n_subjects=6, seed=0))
+    ds = load_dataset(root / "train")
+    model, arrays = get_family("diffusion").from_dataset(ds, PreprocessConfig(fps=5), max_len=40, d_model=32,
+                                                         n_layers=1, ff=64)
+    model.fit(arrays, steps=10, progress=False)
+    model.save(root / "run" / "model")
+    write_json(root / "run" / "split.json", {"train": ds.subjects, "test": []})
+    write_synthetic_kimore(root / "p_kimore", SynthConfig(n_subjects=3, seed=5))
+    p = load_dataset(root / "p_kimore")
+    ids = {s: f"P{k + 1}" for k, s in enumerate(p.subjects)}
+    seqs = [replace(s, subject=ids[s.subject]) for s in p.sequences if s.exercise in ("Es1", "Es2", "Es3")]
+    write_generic(root / "patients", Dataset(p.skeleton, seqs, fps=p.fps))
+    return root, ds
+
+
+def test_evaluate_against_a_separate_test_folder(tiny_run, tmp_path, monkeypatch):
+    from rehabgen.data import load_dataset
+    from rehabgen.evaluate import evaluate_run
+
+    monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
+    root, train = tiny_run
+    patients = load_dataset(root / "patients")
+    out = tmp_path / "rep"
+    m = evaluate_run(root / "run", root / "train", out, repeats=2, folds=2, steps=2, evaluator_steps=30,
+                     progress=False, test_data=root / "patients", seed=0, downstream_steps=40)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test_data"] == str(root / "patients") == json.loads((out / "config.json").read_text())["test_data"]
+    n = len(patients)
+    assert saved["n_test_sequences"] == saved["evaluator"]["n"] == saved["n_generated_per_repeat"] == n
+    assert saved["n_train_sequences"] == len(train)
+    assert saved["test_subjects"] == ["P1", "P2", "P3"] and saved["test_subjects_also_in_training"] == []
+    # the real reference is the whole test set in every repeat: deterministic metrics repeat exactly
+    fid_ref = saved["metrics"]["fid"]["real_reference"]["runs"]
+    assert len(fid_ref) == 2 and fid_ref[0] == fid_ref[1]
+    assert saved["metrics"]["fid"]["generated"]["runs"][0] != saved["metrics"]["fid"]["generated"]["runs"][1]
+    # the downstream study trains on the run's training subjects and tests on the patients
+    study = saved["downstream"]
+    for f in study["folds"]:
+        assert set(f["train_subjects"]) | set(f["test_subjects"]) <= set(train.subjects)
+    held = study["conditions"]["real+generated"]["held_out_test"]
+    assert set(held["per_exercise"]) == {"Es1", "Es2", "Es3"}
+    kin = saved["kinematics"]
+    assert set(kin) == {"overall", "Es1", "Es2", "Es3"}
+    sp = kin["overall"]["speed"]["mean"]
+    assert sp["real"] > 0 and sp["ratio"] == pytest.approx(sp["generated"] / sp["real"])
+    md = (out / "report.md").read_text()
+    assert f"test folder `{root / 'patients'}`" in md and "**" in md
+    assert "| condition | overall RMSE | Es1 | Es2 | Es3 | exercise accuracy |" in md
+    assert (out / "downstream.png").stat().st_size > 0 and m["report"] == str(out / "report.md")
+
+
+def test_test_folder_must_match_the_model(tiny_run, tmp_path):
+    from rehabgen.data import DataError, load_dataset
+    from rehabgen.data.generic import write_generic
+    from rehabgen.evaluate import evaluate_run
+    from rehabgen.skeleton import Skeleton
+
+    root, _ = tiny_run
+    p = load_dataset(root / "patients")
+    sk = p.skeleton.to_dict()
+    sk["joints"] = ["Crown" if j == "Head" else j for j in sk["joints"]]
+    write_generic(tmp_path / "other_body", replace(p, skeleton=Skeleton.from_dict(sk)))
+    with pytest.raises(DataError, match=r"other_body: skeleton joints differ .*missing \['Head'\], extra \['Crown'\]"):
+        evaluate_run(root / "run", root / "train", tmp_path / "r1", test_data=tmp_path / "other_body", progress=False)
+    seqs = [replace(s, exercise="Es9") if s.exercise == "Es2" else s for s in p.sequences]
+    write_generic(tmp_path / "other_ex", Dataset(p.skeleton, seqs, fps=p.fps))
+    with pytest.raises(DataError, match=r"other_ex: exercise\(s\) \['Es9'\] unknown to the model"):
+        evaluate_run(root / "run", root / "train", tmp_path / "r2", test_data=tmp_path / "other_ex", progress=False)

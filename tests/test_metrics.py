@@ -118,3 +118,69 @@ def test_plausibility_known_answers():
     assert jitter[0] < jitter[1] < jitter[2]
     with pytest.raises(ValueError, match=r"\(n, T, J, 3\)"):
         bone_length_deviation(real[0], bones, ref)
+
+
+def _sinusoid(A=0.1, f=0.5, fps=200.0, seconds=4.0, J=3):
+    """(1, T, J, 3): every joint moves A sin(2 pi f t) along x; whole periods."""
+    t = np.arange(int(seconds * fps) + 1) / fps
+    x = np.zeros((1, len(t), J, 3))
+    x[0, :, :, 0] = (A * np.sin(2 * np.pi * f * t))[:, None]
+    return x
+
+
+def test_kinematics_known_answers_and_padding_is_not_motion():
+    from rehabgen.metrics.plausibility import joint_kinematics, kinematic_summary, range_of_motion
+    from rehabgen.samples import pad_sequences
+
+    A, f, fps = 0.1, 0.5, 200.0
+    x = _sinusoid(A, f, fps)
+    w = 2 * np.pi * f
+    # |v| = A w |cos|: mean A w 2/pi = 4 f A; median A w cos(pi/4); p95 A w cos(0.05 pi/2)
+    s = kinematic_summary(x, fps)
+    assert s["speed"]["mean"] == pytest.approx(4 * f * A, rel=2e-3)
+    assert s["speed"]["p50"] == pytest.approx(A * w * np.cos(np.pi / 4), rel=5e-3)
+    assert s["speed"]["p95"] == pytest.approx(A * w * np.cos(0.05 * np.pi / 2), rel=5e-3)
+    assert s["acceleration"]["mean"] == pytest.approx(A * w ** 2 * 2 / np.pi, rel=5e-3)
+    assert s["jerk"]["mean"] == pytest.approx(A * w ** 3 * 2 / np.pi, rel=1e-2)
+    assert s["range_of_motion"]["mean"] == pytest.approx(2 * A, rel=1e-4)
+    assert range_of_motion(x).shape == (1, 3)
+    # the same motion held still for as long again (padding): with its true length nothing changes
+    T = x.shape[1]
+    padded = pad_sequences([x[0]], length=2 * T)  # (1, 2T, J, 3)
+    held = kinematic_summary(padded, fps, lengths=[T])
+    for q in s:
+        for st in s[q]:
+            assert held[q][st] == pytest.approx(s[q][st], rel=1e-12), (q, st)
+    assert joint_kinematics(padded, 1, fps, lengths=[T]).size == (T - 1) * 3
+    # counting the padding would halve the mean speed: the bug the lengths fix
+    assert kinematic_summary(padded, fps)["speed"]["mean"] == pytest.approx(s["speed"]["mean"] / 2, rel=0.01)
+    with pytest.raises(ValueError, match="lengths"):
+        joint_kinematics(x, 1, fps, lengths=[T + 1])
+
+
+def test_kinematic_wasserstein_ignores_padding_with_lengths():
+    real = np.stack([arm_raise(30, seed=i) for i in range(4)])
+    short = [arm_raise(20, seed=i) for i in range(4)]
+    from rehabgen.samples import pad_sequences
+
+    a = kinematic_wasserstein(real, np.stack(short))
+    b = kinematic_wasserstein(real, pad_sequences(short, length=30), gen_lengths=[20] * 4)
+    assert a == pytest.approx(b, rel=1e-12)
+    c = kinematic_wasserstein(real, pad_sequences(short, length=30))  # padding counted as still frames
+    assert abs(c["velocity"] - a["velocity"]) > 0.05 * a["velocity"]
+    # real side too: padding the reference with its lengths leaves every distance unchanged
+    d = kinematic_wasserstein(pad_sequences(list(real), length=45), np.stack(short), real_lengths=[30] * 4)
+    assert d == pytest.approx(a, rel=1e-12)
+
+
+def test_bone_metrics_skip_padded_frames():
+    real = np.stack([arm_raise(30, seed=i) for i in range(3)])
+    bones = KINECT_V2.bones
+    ref = reference_bone_lengths(real, bones)
+    junk = np.concatenate([real, real[:, :10] * 1.5], axis=1)  # 10 frames past each true length
+    n = [30, 30, 30]
+    assert bone_length_deviation(junk, bones, ref, lengths=n) < 1e-6
+    assert bone_length_error(junk, bones, ref, lengths=n) < 1e-9
+    assert limb_constraint_violations(junk, bones, ref, lengths=n) == 0.0
+    assert limb_constraint_violations(junk, bones, ref) == pytest.approx(0.25)  # 10 of 40 frames
+    np.testing.assert_allclose(reference_bone_lengths(junk, bones, lengths=n), ref)

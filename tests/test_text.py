@@ -201,7 +201,9 @@ def test_r_precision_known_answers():
 
 def test_retrieval_evaluator_matches_texts_to_motions(tmp_path):
     ds = toy_dataset(n=48)
+    before = torch.get_rng_state()
     tme = TextMotionEvaluator.fit(ds, steps=150, seed=0)
+    assert torch.equal(torch.get_rng_state(), before)  # fitting leaves the caller's random numbers alone
     from rehabgen.metrics.evaluator import eval_inputs
 
     x, ex, _ = eval_inputs(ds)

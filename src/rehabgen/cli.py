@@ -403,6 +403,8 @@ def evaluate_cmd(
     run_dir: Path = typer.Argument(..., help="Run folder from `rehabgen train`."),
     data: Path = typer.Option(..., "--data", help="The data folder the run was trained on."),
     out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, report.md, plots, GIF)."),
+    test_data: Optional[Path] = typer.Option(None, "--test-data", help="Evaluate against this real test set "
+                                             "(e.g. a published fold) instead of the run's held-out subjects."),
     n: Optional[int] = typer.Option(None, "--n", help="Generated samples per repeat [default: one per held-out sequence]."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repeats for mean ± std."),
     folds: int = typer.Option(3, "--folds", min=2, help="Subject-wise folds of the downstream study."),
@@ -418,7 +420,7 @@ def evaluate_cmd(
 
     try:
         res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
-                           steps=steps)
+                           steps=steps, test_data=test_data)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))

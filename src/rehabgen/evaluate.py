@@ -1,16 +1,24 @@
 """`rehabgen evaluate`: every metric of a trained model next to its real-data reference.
 
-Protocol (one sample set S compared with the real training data, as in the IRIMAS framework):
+Protocol (one sample set S compared with the real training set, as in the IRIMAS framework):
 
 - The evaluator networks (exercise classifier, score regressor) are trained on the run's
   training subjects only; their penultimate features are the space of the distribution metrics.
-- Generated: for every real held-out (test) sequence, one sample conditioned on its exercise
-  and score, so generated and reference sets have the same size and label distribution.
-  Repeated with `repeats` seeds.
-- Reference: the real held-out sequences themselves (bootstrap-resampled per repeat) — the
-  value a perfect generator would reach. Both are measured against the real training set.
-- Downstream utility: `metrics.downstream.assessment_study` (subject-wise CV; the honest
-  numbers are on subjects the generator never saw).
+- Generated: for every real test sequence, one sample conditioned on its exercise and score,
+  so generated and reference sets have the same size and label distribution. Repeated with
+  `repeats` seeds.
+- Reference: the real test sequences themselves — the value a perfect generator would reach —
+  the whole set in every repeat (its std is the metrics' own randomness only). Not a bootstrap:
+  resampling with replacement duplicates sequences, which biases set metrics (lower diversity
+  and coverage, larger distances): on built-in data the jerk Wasserstein of bootstrapped test
+  sets was 0.37 ± 0.15 m/s³ (0.13-0.66) where new subjects from the same distribution scored
+  0.18 ± 0.04, as did the whole test set. Both are measured against the real training set.
+- Test sequences: the run's held-out subjects, or a separate test folder (`test_data`).
+- Sequences keep their own lengths: evaluator inputs are resampled from each sequence's own
+  frames and kinematic/bone metrics skip the frames that only pad a set to one array.
+- Downstream utility: `metrics.downstream.assessment_study` (subject-wise CV over the training
+  subjects; the honest numbers are on the test subjects, which the generator never saw).
+- Metrics are the entries of `rehabgen.metrics.registry`.
 """
 
 from __future__ import annotations
@@ -18,36 +26,37 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from rehabgen.data import DataError, load_dataset
 from rehabgen.data.dataset import Dataset
-from rehabgen.runs import load_model, load_split, versions, write_json, split_dataset
-
-# which way is better, for the report's arrows
-HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "density", "coverage", "apd", "acpd", "wpd",
-                    "r_precision_top1", "r_precision_top2", "r_precision_top3", "text_accuracy"}
-LOWER_IS_BETTER = {"fid", "fid_regressor", "score_mae", "bone_length_error", "bone_length_deviation", "limb_violations",
-                   "velocity_w", "acceleration_w", "jerk_w", "mm_distance", "text_fid"}
-# diversity-type metrics are best when close to the real value, not maximal
-CLOSE_TO_REAL = {"apd", "acpd", "wpd", "mms"}
+from rehabgen.metrics import registry
+from rehabgen.metrics.downstream import assessment_study
+from rehabgen.metrics.evaluator import Evaluator, eval_inputs, eval_inputs_from_positions
+from rehabgen.metrics.plausibility import kinematic_summary, reference_bone_lengths
+from rehabgen.metrics.registry import RealReference, SampleSetContext, TextContext
+from rehabgen.models.options import SamplerOptions
+from rehabgen.models.timeline import sample_timeline, timeline_overlap
+from rehabgen.preprocess import preprocess_dataset
+from rehabgen.report import EvaluationResult, write_report
+from rehabgen.runs import load_model, load_split, split_dataset, versions, write_json
+from rehabgen.samples import pad_sequences
+from rehabgen.text.corpus import DESCRIPTIONS, QUALITY, quality_band, quality_prompts
+from rehabgen.text.retrieval import TextMotionEvaluator, r_precision, sequence_texts
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("REHABGEN_CACHE", Path.home() / ".cache" / "rehabgen"))
 
 
-def _model_space_real(model, ds: Dataset) -> np.ndarray:
-    """Real sequences the way the model saw them (its preprocessing), back in metres, (n, T, J, 3)
-    padded by holding the last frame; for kinematic comparisons at the model's frame rate."""
-    from rehabgen.preprocess import PreprocessConfig, preprocess_dataset
-
+def model_space_real(model, ds: Dataset) -> list[np.ndarray]:
+    """Real sequences the way the model saw them (its preprocessing, its frame rate, at most
+    max_len frames), back in metres: a list of (T_i, J, 3), for kinematic comparisons."""
     # the model's preprocessing, but every gap filled: the reference must not contain holes
-    pcfg = PreprocessConfig(**{**model.spec.preprocess, "max_gap": 10 ** 6,
-                               "buckets": tuple(model.spec.preprocess.get("buckets", ()))})
-    pre, tfs = preprocess_dataset(ds, pcfg)
+    pre, tfs = preprocess_dataset(ds, replace(model.spec.preprocess, max_gap=10 ** 6))
     seqs = []
     for s, tf in zip(pre.sequences, tfs):
         p = s.positions[: model.spec.max_len].astype(np.float64)
@@ -57,74 +66,52 @@ def _model_space_real(model, ds: Dataset) -> np.ndarray:
     return seqs
 
 
-def _pad(seqs: list[np.ndarray]) -> np.ndarray:
-    T = max(s.shape[0] for s in seqs)
-    return np.stack([np.concatenate([s, np.repeat(s[-1:], T - s.shape[0], 0)]) for s in seqs])
+def sampler_options(model, steps: int | None) -> SamplerOptions | None:
+    return SamplerOptions(steps=steps) if steps and model.capabilities.sampler else None
 
 
 def generate_for(model, exercises: list[str], scores: np.ndarray, seed: int, steps: int | None = None,
                  length: int | None = None) -> list[np.ndarray]:
-    """One sample per (exercise, score), at `length` frames or each exercise's typical length."""
+    """One sample (T_e, J, 3) per (exercise, score), at `length` frames or each exercise's typical length."""
     out: list[np.ndarray | None] = [None] * len(exercises)
-    kw = {"steps": steps} if steps and model.family == "diffusion" else {}
+    options = sampler_options(model, steps)
     for k, e in enumerate(sorted(set(exercises))):
         idx = [i for i, x in enumerate(exercises) if x == e]
         sc = np.asarray(scores, np.float32)[idx]
-        x = model.sample(e, sc, n=len(idx), length=length, seed=seed * 1000 + k, **kw)
+        x = model.sample(e, sc, n=len(idx), length=length, seed=seed * 1000 + k, options=options)
         for j, i in enumerate(idx):
             out[i] = x[j]
     return out
 
 
-def sample_set_metrics(ev, skeleton, exercises_vocab, S_pos: list[np.ndarray], S_ex: list[str], S_score: np.ndarray,
-                       R_feats: dict, R_pos: list[np.ndarray], ref_bones: np.ndarray, fps: float, rng) -> dict:
-    """Every metric of one sample set S against the real training set R."""
-    from rehabgen.metrics import (
-        accuracy, average_pair_distance, bone_length_deviation, bone_length_error, fid,
-        kinematic_wasserstein, limb_constraint_violations, mean_max_similarity, precision_recall_density_coverage,
-        score_mae, warping_path_diversity,
-    )
-    from rehabgen.metrics.evaluator import eval_inputs_from_positions
-
-    ex_idx = np.array([exercises_vocab.index(e) for e in S_ex])
-    x = eval_inputs_from_positions(_pad(S_pos), skeleton, ex_idx, S_score)[0]
-    f_cls = ev.features(x, "classifier")
-    f_reg = ev.features(x, "regressor")
-    pred_ex = ev.predict_exercise(x)
-    pred_sc = ev.predict_score(x)
-    known = np.isfinite(S_score)
-    prdc = precision_recall_density_coverage(R_feats["classifier"], f_cls, k=5)
-    S_arr = _pad(S_pos)
-    out = {
-        "fid": fid(R_feats["classifier"], f_cls),
-        "fid_regressor": fid(R_feats["regressor"], f_reg),
-        "accuracy": accuracy(pred_ex, ex_idx),
-        "score_mae": score_mae(pred_sc[known], S_score[known]) if known.any() else float("nan"),
-        **prdc,
-        "mms": mean_max_similarity(R_feats["classifier"], f_cls),
-        "apd": average_pair_distance(f_cls, rng=rng),
-        "acpd": _acpd(f_cls, ex_idx, rng),
-        "wpd": warping_path_diversity(x, n_pairs=min(100, len(x) * 2), n_runs=2, rng=rng),
-        "bone_length_error": bone_length_error(S_arr, skeleton.bones, ref_bones),
-        "bone_length_deviation": bone_length_deviation(S_arr, skeleton.bones, ref_bones),
-        "limb_violations": limb_constraint_violations(S_arr, skeleton.bones, ref_bones, tol=0.1),
-    }
-    kin = kinematic_wasserstein(_pad(R_pos), S_arr, fps=fps)
-    out.update({"velocity_w": kin["velocity"], "acceleration_w": kin["acceleration"], "jerk_w": kin["jerk"]})
-    return {k: float(v) for k, v in out.items()}
+def real_reference(ev: Evaluator, train_ds: Dataset, train_pos: list[np.ndarray], fps: float) -> RealReference:
+    """The real training set every sample set is measured against (computed once)."""
+    x, ex, _ = eval_inputs(train_ds)
+    lengths = np.array([len(p) for p in train_pos])
+    pos = pad_sequences(train_pos)
+    return RealReference({"classifier": ev.features(x, "classifier"), "regressor": ev.features(x, "regressor")}, ex,
+                         pos, lengths, reference_bone_lengths(pos, train_ds.skeleton.bones, lengths=lengths),
+                         train_ds.skeleton, fps)
 
 
-def _acpd(f, labels, rng) -> float:
-    """Per-exercise diversity; undefined (NaN) when no exercise has two samples in the set."""
-    from rehabgen.metrics import average_per_class_pair_distance
+def sample_set_context(ev: Evaluator, real: RealReference, seqs: list[np.ndarray], exercise_idx: np.ndarray,
+                       scores: np.ndarray, rng: np.random.Generator) -> SampleSetContext:
+    """What every sample-set metric needs, computed once: evaluator inputs from each sequence's
+    own frames, features, predictions, and the positions padded with their true lengths."""
+    lengths = np.array([len(s) for s in seqs])
+    pos = pad_sequences(seqs)
+    x = eval_inputs_from_positions(pos, real.skeleton, exercise_idx, scores, lengths=lengths)[0]
+    return SampleSetContext(pos, lengths, np.asarray(exercise_idx), np.asarray(scores, np.float32), x,
+                            {"classifier": ev.features(x, "classifier"), "regressor": ev.features(x, "regressor")},
+                            ev.predict_exercise(x), ev.predict_score(x), real, rng, ev)
 
-    try:
-        return average_per_class_pair_distance(f, labels, rng=rng)
-    except ValueError:
-        return float("nan")
+
+def sample_set_metrics(ctx: SampleSetContext) -> dict[str, float]:
+    """Every registered sample-set metric of one set against the real training set."""
+    return registry.compute("sample_set", ctx)
 
 
-def _mean_std(runs: list[dict]) -> dict:
+def mean_std(runs: list[dict]) -> dict:
     """{metric: {mean, std, runs}}; NaN runs (undefined on a set) are left out of mean and std."""
     out = {}
     for k in runs[0]:
@@ -135,41 +122,95 @@ def _mean_std(runs: list[dict]) -> dict:
     return out
 
 
+def _kinematics_by_exercise(seqs: list[np.ndarray], exercises: list[str], names, fps: float) -> dict:
+    """`kinematic_summary` overall and per exercise of a list of (T_i, J, 3)."""
+    def one(sel):
+        sub = [seqs[i] for i in sel]
+        return kinematic_summary(pad_sequences(sub), fps, lengths=[len(p) for p in sub])
+
+    out = {"overall": one(range(len(seqs)))}
+    for e in names:
+        sel = [i for i, x in enumerate(exercises) if x == e]
+        if sel and min(len(seqs[i]) for i in sel) >= 4:
+            out[e] = one(sel)
+    return out
+
+
+def kinematics_table(gen_runs: list[dict], real: dict) -> dict:
+    """{scope: {quantity: {stat: {generated (mean over repeats), generated_std, real, ratio}}}}:
+    generated / real says which way (0.42 = 58 % too slow)."""
+    out = {}
+    for scope, qs in real.items():
+        runs = [g[scope] for g in gen_runs if scope in g]
+        if not runs:
+            continue
+        out[scope] = {}
+        for q, stats in qs.items():
+            out[scope][q] = {}
+            for st, r in stats.items():
+                g = np.array([run[q][st] for run in runs])
+                out[scope][q][st] = {"generated": float(g.mean()), "generated_std": float(g.std()), "real": r,
+                                     "ratio": float(g.mean() / r) if r > 0 else float("nan")}
+    return out
+
+
+def _check_matches(ds: Dataset, model, folder) -> Dataset:
+    """The dataset with the model's exercise vocabulary, or a DataError naming the folder and
+    what differs (joints, exercises)."""
+    want, got = list(model.spec.skeleton.joints), list(ds.skeleton.joints)
+    if got != want:
+        missing, extra = [j for j in want if j not in got], [j for j in got if j not in want]
+        detail = f"missing {missing}, extra {extra}" if missing or extra else "same joints in another order"
+        raise DataError(f"{folder}: skeleton joints differ from the model's ({detail})")
+    unknown = sorted({s.exercise for s in ds.sequences} - set(model.spec.exercises))
+    if unknown:
+        raise DataError(f"{folder}: exercise(s) {unknown} unknown to the model, which knows {list(model.spec.exercises)}")
+    return replace(ds, exercises=tuple(model.spec.exercises))
+
+
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int | None = None, seed: int = 0,
                  repeats: int = 3, downstream: bool = True, folds: int = 3, steps: int | None = None,
-                 evaluator_steps: int | None = None, progress: bool = True) -> dict:
-    """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`."""
-    from rehabgen.metrics.evaluator import Evaluator, eval_inputs
-    from rehabgen.metrics.plausibility import reference_bone_lengths
+                 evaluator_steps: int | None = None, progress: bool = True,
+                 test_data: str | Path | None = None, downstream_steps: int | None = None) -> dict:
+    """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`; returns metrics.json's content.
 
+    `data` is the folder the run was trained on (its training subjects come from the run's
+    split.json). `test_data`, if given, is another folder (e.g. real patients) that replaces the
+    run's held-out subjects everywhere: as the real reference, as the conditions of the
+    generated sets, and as the test subjects of the downstream study."""
     t0 = time.time()
     run_dir, out = Path(run_dir), Path(out)
     model = load_model(run_dir)
     ds = load_dataset(data)
     if tuple(ds.exercises) != tuple(model.spec.exercises):
         raise DataError(f"{data}: exercises {list(ds.exercises)} differ from the model's {list(model.spec.exercises)}")
+    ds = _check_matches(ds, model, data)
     train_ds, test_ds = load_split(run_dir, ds)
-    if len(test_ds) == 0:
+    if test_data is not None:
+        test_ds = _check_matches(load_dataset(test_data), model, test_data)
+        if len(test_ds) == 0:
+            raise DataError(f"{test_data}: no sequences to test on")
+    elif len(test_ds) == 0:
         train_ds, test_ds, _ = split_dataset(ds, 0.2, seed)
-    score_name = model.spec.score_name
+    shared = sorted(set(train_ds.subjects) & set(test_ds.subjects))
+    score_name, spec = model.spec.score_name, model.spec
+    exercises = list(spec.exercises)
     fit_kw = {"steps": evaluator_steps} if evaluator_steps else {}
     ev = Evaluator.cached(train_ds, cache_dir() / "evaluators", key_extra={"score": score_name, "seed": seed},
                           score_name=score_name, seed=seed, progress=progress, **fit_kw)
     ev_report = ev.evaluate(test_ds)
 
-    x_train = eval_inputs(train_ds)[0]
-    R_feats = {"classifier": ev.features(x_train, "classifier"), "regressor": ev.features(x_train, "regressor")}
-    R_pos = _model_space_real(model, train_ds)
-    T_pos = _model_space_real(model, test_ds)
-    ref_bones = reference_bone_lengths(_pad(R_pos), model.spec.skeleton.bones)
-    cond_ex = [s.exercise for s in test_ds.sequences]
-    cond_sc = np.array([s.score(score_name) for s in test_ds.sequences], np.float32)
-    m = n or len(cond_ex)
-    reps = np.arange(m) % len(cond_ex)
-    cond_ex, cond_sc = [cond_ex[i] for i in reps], cond_sc[reps]
-    # a score must be in range for conditioning; unknown scores leave the score free
+    real = real_reference(ev, train_ds, model_space_real(model, train_ds), spec.fps)
+    test_pos = model_space_real(model, test_ds)
+    test_ex = [s.exercise for s in test_ds.sequences]
+    test_sc = np.array([s.score(score_name) for s in test_ds.sequences], np.float32)
+    m = n or len(test_ex)
+    reps = np.arange(m) % len(test_ex)
+    cond_ex, cond_sc = [test_ex[i] for i in reps], test_sc[reps]
+    cond_idx = np.array([exercises.index(e) for e in cond_ex])
+    test_idx = np.array([exercises.index(e) for e in test_ex])
     rng = np.random.default_rng(seed)
-    gen_runs, ref_runs, samples = [], [], None
+    gen_runs, ref_runs, gen_kin, samples, gen_feats = [], [], [], None, None
     it = range(repeats)
     if progress:
         from tqdm.auto import tqdm
@@ -177,49 +218,53 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         it = tqdm(it, desc="evaluate", unit="repeat")
     for r in it:
         G = generate_for(model, cond_ex, cond_sc, seed + r, steps)
+        ctx = sample_set_context(ev, real, G, cond_idx, cond_sc, rng)
         if samples is None:
-            samples = G
-        gen_runs.append(sample_set_metrics(ev, model.spec.skeleton, list(model.spec.exercises), G, cond_ex, cond_sc,
-                                           R_feats, R_pos, ref_bones, model.spec.fps, rng))
-        boot = rng.integers(0, len(T_pos), len(T_pos)) if r > 0 else np.arange(len(T_pos))
-        ref_runs.append(sample_set_metrics(ev, model.spec.skeleton, list(model.spec.exercises),
-                                           [T_pos[i] for i in boot], [test_ds[i].exercise for i in boot],
-                                           np.array([test_ds[i].score(score_name) for i in boot], np.float32),
-                                           R_feats, R_pos, ref_bones, model.spec.fps, rng))
-    gen, ref = _mean_std(gen_runs), _mean_std(ref_runs)
+            samples, gen_feats = G, ctx.features["classifier"]
+        gen_runs.append(sample_set_metrics(ctx))
+        gen_kin.append(_kinematics_by_exercise(G, cond_ex, exercises, spec.fps))
+        ref_runs.append(sample_set_metrics(sample_set_context(ev, real, test_pos, test_idx, test_sc, rng)))
+    gen, ref = mean_std(gen_runs), mean_std(ref_runs)
     metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
+    kinematics = kinematics_table(gen_kin, _kinematics_by_exercise(test_pos, test_ex, exercises, spec.fps))
     text_checks = None
-    if model.spec.text_encoder:
+    if spec.text_encoder:
         text_metrics, text_checks = evaluate_text(model, ev, train_ds, test_ds, seed, repeats, steps)
         metrics.update(text_metrics)
 
     study = None
     if downstream:
-        from rehabgen.metrics.downstream import assessment_study
-
-        L = int(np.median(list(model.spec.default_length.values())))
+        L = int(np.median(list(spec.default_length.values())))
 
         def gen_fn(exs, scores, s):
-            return _pad(generate_for(model, exs, scores, s, steps, length=L))
+            return pad_sequences(generate_for(model, exs, scores, s, steps, length=L))
 
-        study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, progress=progress)
+        study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name,
+                                 progress=progress, **({"steps": downstream_steps} if downstream_steps else {}))
 
-    result = {
-        "run": str(run_dir), "data": str(data), "family": model.family, "model_step": model.step,
+    summary = {
+        "run": str(run_dir), "data": str(data), "test_data": None if test_data is None else str(test_data),
+        "family": model.family, "model_step": model.step,
         "n_generated_per_repeat": m, "repeats": repeats, "seed": seed,
         "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
-        "evaluator": ev_report, "metrics": metrics, "text": text_checks, "downstream": study,
-        "protocol": __doc__.strip(), "seconds": round(time.time() - t0, 1), "versions": versions(),
+        "test_subjects": test_ds.subjects, "test_subjects_also_in_training": shared,
+        "evaluator": ev_report, "metrics": metrics, "kinematics": kinematics, "text": text_checks,
+        "downstream": study, "protocol": __doc__.strip(), "seconds": round(time.time() - t0, 1),
+        "versions": versions(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", result)
-    write_json(out / "config.json", {"command": "evaluate", "run": str(run_dir), "data": str(data), "n": n, "seed": seed,
-                                     "repeats": repeats, "downstream": downstream, "folds": folds, "steps": steps})
-    from rehabgen.report import write_report
-
-    report = write_report(out, result, model, samples, cond_ex, cond_sc, R_feats, ev, train_ds, test_ds, R_pos)
-    result["report"] = str(report)
-    return result
+    write_json(out / "metrics.json", summary)
+    write_json(out / "config.json", {"command": "evaluate", "run": str(run_dir), "data": str(data),
+                                     "test_data": summary["test_data"], "n": n, "seed": seed, "repeats": repeats,
+                                     "downstream": downstream, "folds": folds, "steps": steps})
+    result = EvaluationResult(
+        summary=summary, skeleton=spec.skeleton, fps=spec.fps, exercises=tuple(exercises),
+        samples=samples, sample_exercise=cond_ex, sample_score=cond_sc, real_test=test_pos, real_test_exercise=test_ex,
+        features={"real train": (real.features["classifier"], real.exercise),
+                  "real test": (ev.features(eval_inputs(test_ds)[0], "classifier"), test_idx),
+                  "generated": (gen_feats, cond_idx)})
+    summary["report"] = str(write_report(out, result))
+    return summary
 
 
 def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, repeats: int,
@@ -231,9 +276,6 @@ def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, rep
     label). Reference: the real test motions with the same prompts. Plus two checks: exercise
     accuracy of prompt-only samples, and whether "performed well" / "performed poorly" prompts
     move the predicted score in the stated direction, per exercise."""
-    from rehabgen.metrics.evaluator import eval_inputs, eval_inputs_from_positions
-    from rehabgen.text.retrieval import TextMotionEvaluator, r_precision, sequence_texts, text_fid
-
     lo, hi = model.spec.normalizer.score_lo, model.spec.normalizer.score_hi
     tme = TextMotionEvaluator.cached(train_ds, cache_dir() / "retrieval", encoder=model.spec.text_encoder, seed=seed,
                                      score_range=(lo, hi))
@@ -242,35 +284,31 @@ def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, rep
     x_real = eval_inputs(test_ds)[0]
     x_train = eval_inputs(train_ds)[0]
     e_text, e_real, e_train = tme.embed_text(texts), tme.embed_motion(x_real), tme.embed_motion(x_train)
-    kw = {"steps": steps} if steps else {}
+    options = sampler_options(model, steps)
     rng = np.random.default_rng(seed)
     gen_runs, ref_runs = [], []
     for r in range(repeats):
-        g = model.sample_text(texts, n=len(texts), seed=seed + 100 + r, **kw)
+        g = model.sample_text(texts, n=len(texts), seed=seed + 100 + r, options=options)
         xg = eval_inputs_from_positions(g, model.spec.skeleton, labels, np.full(len(g), np.nan))[0]
         e_gen = tme.embed_motion(xg)
-        gen_runs.append({**r_precision(e_text, e_gen, rng=rng), "text_fid": text_fid(e_train, e_gen),
-                         "text_accuracy": float((ev.predict_exercise(xg) == labels).mean())})
-        boot = rng.integers(0, len(texts), len(texts)) if r > 0 else np.arange(len(texts))
-        ref_runs.append({**r_precision(e_text[boot], e_real[boot], rng=rng), "text_fid": text_fid(e_train, e_real[boot]),
-                         "text_accuracy": float((ev.predict_exercise(x_real[boot]) == labels[boot]).mean())})
-    gen, ref = _mean_std(gen_runs), _mean_std(ref_runs)
+        gen_runs.append(registry.compute("text", TextContext(r_precision(e_text, e_gen, rng=rng), e_gen, e_train,
+                                                             labels, ev.predict_exercise(xg))))
+        ref_runs.append(registry.compute("text", TextContext(r_precision(e_text, e_real, rng=rng), e_real, e_train,
+                                                             labels, ev.predict_exercise(x_real))))
+    gen, ref = mean_std(gen_runs), mean_std(ref_runs)
     metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
     checks = {"prompts": texts[:10], "quality_reader": quality_reader_accuracy(model),
-              **quality_control(model, ev, test_ds, x_real, seed, n_per_prompt, kw),
-              "composition": composition_check(model, ev, test_ds, seed, kw)}
+              **quality_control(model, ev, test_ds, x_real, seed, n_per_prompt, options),
+              "composition": composition_check(model, ev, test_ds, seed, options)}
     return metrics, checks
 
 
 def quality_control(model, ev, test_ds: Dataset, x_real: np.ndarray, seed: int, n_per_prompt: int,
-                    kw: dict) -> dict:
+                    options: SamplerOptions | None) -> dict:
     """Do quality phrases move the motion the stated way? Per exercise and band, samples from
     every held-out description x held-out quality phrase (never trained on), scored by the
     real-trained TS regressor. Reference: the same regressor on real held-out sequences of
     that exercise whose TS lies in that band."""
-    from rehabgen.metrics.evaluator import eval_inputs_from_positions
-    from rehabgen.text.corpus import QUALITY, quality_band, quality_prompts
-
     real_pred = ev.predict_score(x_real)
     real_band = np.array([quality_band(u) for u in model.spec.normalizer.score_to_unit(
         [s.score(model.spec.score_name) for s in test_ds.sequences])])
@@ -281,7 +319,7 @@ def quality_control(model, ev, test_ds: Dataset, x_real: np.ndarray, seed: int, 
         for j, band in enumerate(QUALITY):
             prompts = quality_prompts(e, band)
             g = model.sample_text([p for p in prompts for _ in range(n_per_prompt)], n=len(prompts) * n_per_prompt,
-                                  seed=seed + 31 * k + j, **kw)
+                                  seed=seed + 31 * k + j, options=options)
             xg = eval_inputs_from_positions(g, model.spec.skeleton, np.full(len(g), k), np.full(len(g), np.nan))[0]
             pred = ev.predict_score(xg)
             real = real_pred[(real_ex == e) & (real_band == band)]
@@ -305,22 +343,21 @@ def quality_control(model, ev, test_ds: Dataset, x_real: np.ndarray, seed: int, 
             "real_reference_mean_predicted_score": float(real_pred.mean())}
 
 
-def composition_check(model, ev, test_ds: Dataset, seed: int, kw: dict, n_per_pair: int = 2) -> dict:
+def composition_check(model, ev, test_ds: Dataset, seed: int, options: SamplerOptions | None,
+                      n_per_pair: int = 2) -> dict:
     """New exercises composed from known movements: two held-out descriptions of different
     exercises in a row (every ordered pair), generated as one timeline. Each half, without the
     in-betweened seam, goes to the real-trained classifier: is it the exercise its description
-    names? Reference: the classifier on real held-out recordings cut to a half's duration."""
-    from dataclasses import replace
-
-    from rehabgen.metrics.evaluator import eval_inputs, eval_inputs_from_positions
-    from rehabgen.text.corpus import DESCRIPTIONS
-
+    names? Reference: the classifier on real held-out recordings cut to a half's duration.
+    Empty for families without timelines."""
+    if not model.capabilities.timeline:
+        return {}
     names = list(model.spec.exercises)
     hits, both, pairs = [], [], {}
-    h = model.timeline_overlap()
+    h = timeline_overlap(model.spec)
     for i, (a, b) in enumerate((a, b) for a in names for b in names if a != b):
         ta, tb = DESCRIPTIONS[a]["test"][i % 3], DESCRIPTIONS[b]["test"][(i + 1) % 3]
-        g = model.sample_timeline([ta, tb], n=n_per_pair, seed=seed + 500 + i, **kw)
+        g = sample_timeline(model, [ta, tb], n=n_per_pair, seed=seed + 500 + i, options=options)
         L = g.shape[1]
         halves = np.concatenate([g[:, : L // 2 - h // 2], g[:, L // 2 + h - h // 2:][:, : L // 2 - h // 2]])
         want = np.array([names.index(a)] * n_per_pair + [names.index(b)] * n_per_pair)
@@ -344,8 +381,6 @@ def composition_check(model, ev, test_ds: Dataset, seed: int, kw: dict, n_per_pa
 def quality_reader_accuracy(model) -> dict:
     """How often the model's quality reader reads the stated band (or "none") from held-out
     sentences: every held-out description, alone or with every held-out quality phrase."""
-    from rehabgen.text.corpus import QUALITY, quality_prompts
-
     if not model.spec.text_reader:
         return {}
     acc = {}

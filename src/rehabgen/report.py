@@ -1,40 +1,40 @@
-"""Evaluation report: Markdown tables, plots and an animation, and the multi-model comparison."""
+"""Evaluation report: Markdown tables, plots and an animation, and the multi-model comparison.
+
+Everything here is a function of an evaluation result (`EvaluationResult`, made by
+`rehabgen.evaluate`) or of metrics.json's content; metric names, directions and descriptions
+come from `rehabgen.metrics.registry`.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
+from rehabgen.io import atomic_write_bytes
+from rehabgen.metrics import registry
 from rehabgen.render import render_gif, save_figure
+from rehabgen.skeleton import Skeleton
 
-DESCRIPTIONS = {
-    "fid": "FID on classifier features",
-    "fid_regressor": "FID on score-regressor features",
-    "accuracy": "exercise accuracy (real-trained classifier)",
-    "score_mae": "score fidelity: MAE requested vs predicted",
-    "precision": "precision (k-NN manifold)",
-    "recall": "recall (k-NN manifold)",
-    "density": "density",
-    "coverage": "coverage",
-    "mms": "mean max similarity (dist. to nearest real)",
-    "apd": "average pair distance (diversity)",
-    "acpd": "per-exercise pair distance (multimodality)",
-    "wpd": "warping path diversity (DTW)",
-    "bone_length_error": "bone-length error of medians (relative)",
-    "bone_length_deviation": "bone-length wobble per frame (relative)",
-    "limb_violations": "bones off by >10%",
-    "velocity_w": "speed distribution, Wasserstein (m/s)",
-    "acceleration_w": "acceleration distribution, Wasserstein (m/s²)",
-    "jerk_w": "jerk distribution, Wasserstein (m/s³)",
-    "r_precision_top1": "text→motion R-precision top-1 (groups of 32)",
-    "r_precision_top2": "R-precision top-2",
-    "r_precision_top3": "R-precision top-3",
-    "mm_distance": "multimodal distance text↔motion",
-    "text_fid": "FID on retrieval-model motion features",
-    "text_accuracy": "exercise accuracy of samples from held-out prompts",
-}
+
+@dataclass
+class EvaluationResult:
+    """What the report draws. `summary` is metrics.json's content; the rest are arrays for the
+    plots and the animation, computed once by the evaluation."""
+
+    summary: dict
+    skeleton: Skeleton
+    fps: float  # of the samples and `real_test` (the model's frame rate)
+    exercises: tuple[str, ...]
+    samples: list[np.ndarray]  # generated (T_i, J, 3) metres, first repeat
+    sample_exercise: list[str]
+    sample_score: np.ndarray  # (n,) requested score
+    real_test: list[np.ndarray]  # real test sequences in the model's space (T_i, J, 3) metres
+    real_test_exercise: list[str]
+    features: dict[str, tuple[np.ndarray, np.ndarray]]  # source -> (classifier features (n, d), exercise index (n,))
 
 
 def _fmt(d: dict) -> str:
@@ -44,38 +44,25 @@ def _fmt(d: dict) -> str:
     return f"{m:.3f} ± {s:.3f}" if s is not None else f"{m:.3f}"
 
 
-def _direction(k: str) -> str:
-    from rehabgen.evaluate import CLOSE_TO_REAL, HIGHER_IS_BETTER, LOWER_IS_BETTER
-
-    if k in CLOSE_TO_REAL:
-        return "≈ real"
-    if k in HIGHER_IS_BETTER:
-        return "↑"
-    if k in LOWER_IS_BETTER:
-        return "↓"
-    return ""
-
-
-def _leaf_rows(d, path=()):
-    """Flatten nested dicts down to leaves that hold mean/std."""
-    if isinstance(d, dict):
-        if "mean" in d and not isinstance(d["mean"], dict):
-            yield path, d
-            return
-        for k, v in d.items():
-            yield from _leaf_rows(v, path + (str(k),))
-
-
 def metrics_table(metrics: dict) -> str:
+    """metrics.json's `metrics` -> one row per metric: description, generated, real, which way is better."""
     lines = ["| metric | generated | real reference | better |", "|---|---|---|---|"]
     for k, v in metrics.items():
-        lines.append(f"| {DESCRIPTIONS.get(k, k)} (`{k}`) | {_fmt(v['generated'])} | {_fmt(v['real_reference'])} | {_direction(k)} |")
+        lines.append(f"| {registry.label(k)} (`{k}`) | {_fmt(v['generated'])} | {_fmt(v['real_reference'])} | "
+                     f"{registry.arrow(k)} |")
     return "\n".join(lines)
 
 
-def plot_metrics(metrics: dict, out: Path) -> Path:
-    import matplotlib.pyplot as plt
+def references_note(metrics: dict) -> str:
+    """Which real reference each metric in the table has (from the registry)."""
+    groups: dict[str, list[str]] = {}
+    for k in metrics:
+        if k in registry.REGISTRY:
+            groups.setdefault(registry.REGISTRY[k].reference, []).append(f"`{k}`")
+    return " ".join(f"Real reference of {', '.join(v)}: {ref}." for ref, v in groups.items())
 
+
+def plot_metrics(metrics: dict, out: Path) -> Path:
     keys = list(metrics)
     cols = 6
     rows = math.ceil(len(keys) / cols)
@@ -84,7 +71,7 @@ def plot_metrics(metrics: dict, out: Path) -> Path:
         g, r = metrics[k]["generated"], metrics[k]["real_reference"]
         ax.bar([0, 1], [g["mean"], r["mean"]], yerr=[g["std"], r["std"]], color=["tab:orange", "tab:gray"], capsize=3)
         ax.set_xticks([0, 1], ["gen", "real"], fontsize=7)
-        ax.set_title(k, fontsize=8)
+        ax.set_title(f"{k} {registry.arrow(k)}", fontsize=8)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
@@ -95,8 +82,6 @@ def plot_metrics(metrics: dict, out: Path) -> Path:
 
 def plot_features(feats: dict[str, tuple[np.ndarray, np.ndarray]], exercises: tuple[str, ...], out: Path) -> Path:
     """PCA of evaluator features; colour = exercise, marker = source."""
-    import matplotlib.pyplot as plt
-
     allf = np.concatenate([f for f, _ in feats.values()])
     mu = allf.mean(0)
     _, _, vt = np.linalg.svd(allf - mu, full_matrices=False)
@@ -118,8 +103,6 @@ def plot_features(feats: dict[str, tuple[np.ndarray, np.ndarray]], exercises: tu
 def plot_trajectories(real: list[np.ndarray], real_ex: list[str], gen: list[np.ndarray], gen_ex: list[str],
                       exercises: tuple[str, ...], skeleton, out: Path) -> Path:
     """Per exercise: the most moving joint's vertical trajectory, real (grey) vs generated."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, len(exercises), figsize=(3 * len(exercises), 2.6), squeeze=False)
     for ax, e in zip(axes[0], exercises):
         R = [p for p, x in zip(real, real_ex) if x == e]
@@ -142,85 +125,194 @@ def plot_trajectories(real: list[np.ndarray], real_ex: list[str], gen: list[np.n
     return save_figure(fig, out)
 
 
-def write_report(out: Path, result: dict, model, samples, cond_ex, cond_sc, R_feats, ev, train_ds, test_ds,
-                 R_pos) -> Path:
-    from rehabgen.evaluate import _model_space_real, _pad
-    from rehabgen.metrics.evaluator import eval_inputs, eval_inputs_from_positions
+KIN_UNITS = {"speed": "m/s", "acceleration": "m/s²", "jerk": "m/s³", "range_of_motion": "m"}
 
+
+def kinematics_section(kin: dict) -> list[str]:
+    """Markdown: generated vs real joint kinematics overall (mean, p50, p95) and per exercise
+    (means), with the generated / real ratio that says which way they differ."""
+    if not kin or "overall" not in kin:
+        return []
+    md = ["## Kinematics: which way generated motion differs", "",
+          "Joint speed, acceleration and jerk over every joint and real frame (padding left out), and range of "
+          "motion (bounding-box diagonal of each joint's trajectory) over every sequence and joint; generated: "
+          "mean over repeats; real: the real test sequences at the model's frame rate. Ratio < 1: generated "
+          "motion is slower / smaller than real.", "",
+          "| quantity | statistic | generated | real | generated / real |", "|---|---|---|---|---|"]
+    for q, stats in kin["overall"].items():
+        for st, v in stats.items():
+            md.append(f"| {q.replace('_', ' ')} ({KIN_UNITS.get(q, '')}) | {st} | {v['generated']:.3f} | "
+                      f"{v['real']:.3f} | {v['ratio']:.2f} |")
+    per = {e: v for e, v in kin.items() if e != "overall"}
+    if per:
+        qs = list(kin["overall"])
+        md += ["", "Per exercise, means: generated / real (ratio).", "",
+               "| exercise | " + " | ".join(q.replace("_", " ") for q in qs) + " |", "|---" * (len(qs) + 1) + "|"]
+        for e, v in per.items():
+            md.append(f"| {e} | " + " | ".join(f"{v[q]['mean']['generated']:.3f} / {v[q]['mean']['real']:.3f} "
+                                              f"({v[q]['mean']['ratio']:.2f})" for q in qs) + " |")
+    return md + [""]
+
+
+def downstream_side(study: dict) -> str:
+    """The test side the downstream table shows: the run's test subjects (never seen by the
+    generator) when the study had any, else the folds' held-out training subjects."""
+    return "held_out_test" if any("held_out_test" in v for v in study["conditions"].values()) else "fold_test"
+
+
+def _columns(study: dict, side: str) -> list[str]:
+    """Exercises with a per-exercise result on this side, in the study's exercise order."""
+    seen = {e for v in study["conditions"].values() for e in v.get(side, {}).get("per_exercise", {})}
+    return [e for e in study.get("exercises", sorted(seen)) if e in seen]
+
+
+def downstream_table(study: dict, side: str) -> str:
+    """Conditions as rows; RMSE overall and per exercise, exercise accuracy as columns (mean ±
+    std over folds); the best value of each column in bold."""
+    conds = {c: v[side] for c, v in study["conditions"].items() if side in v}
+    cols = [("overall RMSE", ("rmse",), "lower")] + [(e, ("per_exercise", e, "rmse"), "lower")
+                                                      for e in _columns(study, side)]
+    cols.append(("exercise accuracy", ("accuracy",), "higher"))
+
+    def get(d, path):
+        for k in path:
+            d = d.get(k) if isinstance(d, dict) else None
+        return d
+
+    best = {}
+    for name, path, way in cols:
+        vals = [get(v, path)["mean"] for v in conds.values() if get(v, path) and np.isfinite(get(v, path)["mean"])]
+        best[name] = (min(vals) if way == "lower" else max(vals)) if vals else None
+    lines = ["| condition | " + " | ".join(n for n, _, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for c, v in conds.items():
+        cells = []
+        for name, path, _ in cols:
+            d = get(v, path)
+            if not d or not np.isfinite(d["mean"]):
+                cells.append("–")
+                continue
+            txt = f"{d['mean']:.3f} ± {d['std']:.3f}" if name == "exercise accuracy" else f"{d['mean']:.2f} ± {d['std']:.2f}"
+            cells.append(f"**{txt}**" if d["mean"] == best[name] else txt)
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_downstream(study: dict, side: str, out: Path) -> Path:
+    """Grouped bars: RMSE overall and per exercise (x), one bar per condition, ± std over folds."""
+    conds = [c for c, v in study["conditions"].items() if side in v]
+    groups = ["overall"] + _columns(study, side)
+    fig, ax = plt.subplots(figsize=(1.4 * len(groups) + 2, 3.2))
+    w = 0.8 / max(len(conds), 1)
+    for i, c in enumerate(conds):
+        r = study["conditions"][c][side]
+        ds = [r["rmse"]] + [r["per_exercise"].get(e, {}).get("rmse", {"mean": np.nan, "std": 0.0}) for e in groups[1:]]
+        ax.bar(np.arange(len(groups)) + (i - (len(conds) - 1) / 2) * w, [d["mean"] for d in ds], w,
+               yerr=[d["std"] for d in ds], capsize=2, label=c)
+    ax.set_xticks(np.arange(len(groups)), groups, fontsize=8)
+    ax.set_ylabel(f"RMSE ({study.get('score', 'score')} points)", fontsize=8)
+    where = "test subjects" if side == "held_out_test" else "fold held-out training subjects"
+    ax.set_title(f"downstream assessment RMSE on {where} (lower is better; mean ± std over folds)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def downstream_section(study: dict, out: Path) -> list[str]:
+    side = downstream_side(study)
+    plot_downstream(study, side, out / "downstream.png")
+    score = study.get("score", "score")
+    md = ["## Downstream utility: rehabilitation assessment", "",
+          f"An assessment network ({score} regression + exercise) trained under each condition in {study['k']} "
+          f"subject-wise folds of the training subjects; RMSE in {score} points, mean ± std over folds, best per "
+          "column in bold. Protocol in metrics.json (`downstream.protocol`, fold subjects in `downstream.folds`).", ""]
+    if side == "held_out_test":
+        md += ["Tested on the test subjects, which neither the generator nor the assessor saw:", "",
+               downstream_table(study, "held_out_test"), "",
+               "Tested on each fold's held-out training subjects (the generator saw them, so this favours "
+               "real+generated and tstr):", "", downstream_table(study, "fold_test"), ""]
+    else:
+        md += ["There were no test subjects: tested on each fold's held-out training subjects, which the generator "
+               "saw (optimistic for real+generated and tstr).", "", downstream_table(study, "fold_test"), ""]
+    return md + ["![downstream](downstream.png)", ""]
+
+
+def text_section(t: dict) -> list[str]:
+    md = ["## Text to motion: do quality phrases move the score?", "",
+          "Samples from every held-out description × held-out quality phrase, scored by the real-trained TS "
+          "regressor; real = the same regressor on held-out real sequences of that exercise in that band.", "",
+          "| exercise | high: generated (real) | mid: generated (real) | low: generated (real) | high − low ± se (real) |",
+          "|---|---|---|---|---|"]
+
+    def cell(d):
+        real = "–" if d["real_reference"] is None else f"{d['real_reference']:.1f}"
+        return f"{d['predicted_score']:.1f} ± {d['predicted_score_std']:.1f} ({real})"
+
+    for e, v in t["quality_control"].items():
+        rg = v.get("real_high_minus_low")
+        md.append(f"| {e} | {cell(v['high'])} | {cell(v['mid'])} | {cell(v['low'])} | "
+                  f"{v['high_minus_low']:+.1f} ± {v['high_minus_low_se']:.1f} ({'–' if rg is None else f'{rg:+.1f}'}) |")
+    real_gap = t.get("real_reference_high_minus_low")
+    md += ["", f"Exercises where the score moves as stated: {t['share_of_exercises_where_quality_moves_as_stated']:.0%}; "
+           f"mean high − low {t['mean_high_minus_low']:+.1f} ± {t['mean_high_minus_low_se']:.1f} TS (real "
+           f"{'–' if real_gap is None else f'{real_gap:+.1f}'}). Example prompt: "
+           f"“{next(iter(t['quality_control'].values()))['low']['prompt']}”.", ""]
+    if t.get("composition"):
+        c = t["composition"]
+        md += ["## Text to motion: composed movements", "",
+               f"Two held-out descriptions of different exercises in a row ({c['n_pairs']} ordered pairs, one "
+               f"sequence each, halves of {c['half_seconds']:.1f} s): the real-trained classifier recognises "
+               f"{c['halves_recognised']:.0%} of the halves as the exercise described, both halves of "
+               f"{c['both_halves_recognised']:.0%} of the sequences (real recordings cut to the same duration: "
+               f"{c['real_reference']:.0%}).", ""]
+    if t.get("quality_reader"):
+        md += ["Quality reader on held-out sentences (share read as stated): "
+               + ", ".join(f"{k} {v:.0%}" for k, v in t["quality_reader"].items()) + ".", ""]
+    return md
+
+
+def write_report(out: str | Path, result: EvaluationResult) -> Path:
+    """report.md and its pictures (metrics.png, features_pca.png, trajectories.png, samples.gif,
+    downstream.png) in `out`; returns the path of report.md."""
     out = Path(out)
-    ex = tuple(model.spec.exercises)
-    plot_metrics(result["metrics"], out / "metrics.png")
-    gen_idx = np.array([ex.index(e) for e in cond_ex])
-    xg = eval_inputs_from_positions(_pad(samples), model.spec.skeleton, gen_idx, cond_sc)[0]
-    x_test, ex_test, _ = eval_inputs(test_ds)
-    _, ex_train, _ = eval_inputs(train_ds)
-    plot_features({"real train": (R_feats["classifier"], ex_train),
-                   "real test": (ev.features(x_test, "classifier"), ex_test),
-                   "generated": (ev.features(xg, "classifier"), gen_idx)}, ex, out / "features_pca.png")
-    plot_trajectories(_model_space_real(model, test_ds), [s.exercise for s in test_ds.sequences], samples, cond_ex,
-                      ex, model.spec.skeleton, out / "trajectories.png")
+    out.mkdir(parents=True, exist_ok=True)
+    r, ex = result.summary, result.exercises
+    plot_metrics(r["metrics"], out / "metrics.png")
+    plot_features(result.features, ex, out / "features_pca.png")
+    plot_trajectories(result.real_test, result.real_test_exercise, result.samples, result.sample_exercise, ex,
+                      result.skeleton, out / "trajectories.png")
     pick = []
     for e in ex:
-        pick += [i for i, x in enumerate(cond_ex) if x == e][:2]
-    render_gif([samples[i] for i in pick], model.spec.skeleton, out / "samples.gif",
-               titles=[f"{cond_ex[i]} score {cond_sc[i]:.0f}" for i in pick], fps=model.spec.fps, cols=5, max_frames=80)
+        pick += [i for i, x in enumerate(result.sample_exercise) if x == e][:2]
+    render_gif([result.samples[i] for i in pick], result.skeleton, out / "samples.gif",
+               titles=[f"{result.sample_exercise[i]} score {result.sample_score[i]:.0f}" for i in pick],
+               fps=result.fps, cols=5, max_frames=80)
 
-    ev_r = result["evaluator"]
-    md = [f"# Evaluation of `{result['run']}` ({result['family']}, step {result['model_step']})", "",
-          f"Data: `{result['data']}` — {result['n_train_sequences']} training / {result['n_test_sequences']} held-out "
-          f"sequences; {result['n_generated_per_repeat']} generated per repeat, {result['repeats']} repeats, seed "
-          f"{result['seed']}.", "",
-          "## Evaluator networks (trained on real training subjects, tested on held-out subjects)", "",
-          "| exercise accuracy | score MAE | score RMSE | n |", "|---|---|---|---|",
-          f"| {ev_r.get('accuracy', float('nan')):.3f} | {ev_r.get('score_mae', float('nan')):.2f} | "
-          f"{ev_r.get('score_rmse', float('nan')):.2f} | {ev_r.get('n', '')} |", "",
-          "## Fidelity, diversity, plausibility", "",
-          "Every metric of the generated set next to the same metric of real held-out data (the reference a "
-          "perfect generator would reach), both against the real training set; mean ± std over repeats.", "",
-          metrics_table(result["metrics"]), "", "![metrics](metrics.png)", "",
-          "![feature space](features_pca.png)", "", "![trajectories](trajectories.png)", "",
-          "![samples](samples.gif)", ""]
-    if result.get("text"):
-        t = result["text"]
-        md += ["## Text to motion: do quality phrases move the score?", "",
-               "Samples from every held-out description × held-out quality phrase, scored by the real-trained TS "
-               "regressor; real = the same regressor on held-out real sequences of that exercise in that band.", "",
-               "| exercise | high: generated (real) | mid: generated (real) | low: generated (real) | high − low ± se (real) |",
-               "|---|---|---|---|---|"]
-
-        def cell(d):
-            real = "–" if d["real_reference"] is None else f"{d['real_reference']:.1f}"
-            return f"{d['predicted_score']:.1f} ± {d['predicted_score_std']:.1f} ({real})"
-
-        for e, v in t["quality_control"].items():
-            rg = v.get("real_high_minus_low")
-            md.append(f"| {e} | {cell(v['high'])} | {cell(v['mid'])} | {cell(v['low'])} | "
-                      f"{v['high_minus_low']:+.1f} ± {v['high_minus_low_se']:.1f} ({'–' if rg is None else f'{rg:+.1f}'}) |")
-        real_gap = t.get("real_reference_high_minus_low")
-        md += ["", f"Exercises where the score moves as stated: {t['share_of_exercises_where_quality_moves_as_stated']:.0%}; "
-               f"mean high − low {t['mean_high_minus_low']:+.1f} ± {t['mean_high_minus_low_se']:.1f} TS (real "
-               f"{'–' if real_gap is None else f'{real_gap:+.1f}'}). Example prompt: "
-               f"“{next(iter(t['quality_control'].values()))['low']['prompt']}”.", ""]
-        if t.get("composition"):
-            c = t["composition"]
-            md += ["## Text to motion: composed movements", "",
-                   f"Two held-out descriptions of different exercises in a row ({c['n_pairs']} ordered pairs, one "
-                   f"sequence each, halves of {c['half_seconds']:.1f} s): the real-trained classifier recognises "
-                   f"{c['halves_recognised']:.0%} of the halves as the exercise described, both halves of "
-                   f"{c['both_halves_recognised']:.0%} of the sequences (real recordings cut to the same duration: "
-                   f"{c['real_reference']:.0%}).", ""]
-        if t.get("quality_reader"):
-            md += ["Quality reader on held-out sentences (share read as stated): "
-                   + ", ".join(f"{k} {v:.0%}" for k, v in t["quality_reader"].items()) + ".", ""]
-    if result.get("downstream"):
-        md += ["## Downstream utility: rehabilitation assessment", "",
-               result["downstream"].get("protocol", ""), "", "| condition / measure | mean ± std |", "|---|---|"]
-        for path, d in _leaf_rows({k: v for k, v in result["downstream"].items() if k not in ("protocol", "folds")}):
-            md.append(f"| {' / '.join(path)} | {_fmt(d)} |")
-        md.append("")
-    md += ["## Protocol", "", "```", result["protocol"], "```", ""]
-    from rehabgen.io import atomic_write_bytes
-
+    ev_r = r["evaluator"]
+    test = (f"test folder `{r['test_data']}`" if r.get("test_data") else "held-out subjects of the run")
+    md = [f"# Evaluation of `{r['run']}` ({r['family']}, step {r['model_step']})", "",
+          f"Data: `{r['data']}` — {r['n_train_sequences']} training sequences; {r['n_test_sequences']} test "
+          f"sequences ({test}); {r['n_generated_per_repeat']} generated per repeat, {r['repeats']} repeats, seed "
+          f"{r['seed']}.", ""]
+    if r.get("test_subjects_also_in_training"):
+        md += [f"**Warning**: test subject id(s) {r['test_subjects_also_in_training']} are also training subjects; "
+               "if they are the same people, the test numbers are optimistic.", ""]
+    md += ["## Evaluator networks (trained on real training subjects, tested on the test subjects)", "",
+           "| exercise accuracy | score MAE | score RMSE | n |", "|---|---|---|---|",
+           f"| {ev_r.get('accuracy', float('nan')):.3f} | {ev_r.get('score_mae', float('nan')):.2f} | "
+           f"{ev_r.get('score_rmse', float('nan')):.2f} | {ev_r.get('n', '')} |", "",
+           "## Fidelity, diversity, plausibility", "",
+           "Every metric of the generated set next to the same metric of real test data (the reference a "
+           "perfect generator would reach), both against the real training set; mean ± std over repeats. "
+           "↑ higher is better, ↓ lower is better, ≈ real: best when equal to the real reference.", "",
+           metrics_table(r["metrics"]), "", references_note(r["metrics"]), "", "![metrics](metrics.png)", "",
+           "![feature space](features_pca.png)", "", "![trajectories](trajectories.png)", "",
+           "![samples](samples.gif)", ""]
+    md += kinematics_section(r.get("kinematics") or {})
+    if r.get("text"):
+        md += text_section(r["text"])
+    if r.get("downstream"):
+        md += downstream_section(r["downstream"], out)
+    md += ["## Protocol", "", "```", r["protocol"], "```", ""]
     atomic_write_bytes(out / "report.md", "\n".join(md).encode())
     return out / "report.md"
 
@@ -232,5 +324,5 @@ def compare_table(results: list[dict], names: list[str]) -> str:
     for k in keys:
         ref = results[0]["metrics"][k]["real_reference"]
         cells = [_fmt(r["metrics"][k]["generated"]) if k in r["metrics"] else "n/a" for r in results]
-        lines.append(f"| {k} {_direction(k)} | {_fmt(ref)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {k} {registry.arrow(k)} | {_fmt(ref)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

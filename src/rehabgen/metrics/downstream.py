@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from rehabgen.data.dataset import SCORE_RANGES, DataError, Dataset
+from rehabgen.data.dataset import DataError, Dataset, score_range
 from rehabgen.data.splits import subject_kfold
-from rehabgen.metrics.evaluator import EVAL_LENGTH, FCN, augment, eval_inputs, eval_inputs_from_positions
+from rehabgen.metrics.evaluator import EVAL_LENGTH, eval_inputs, eval_inputs_from_positions, train_fcn
 
 CONDITIONS = ("real", "real+generated", "real+augmented", "tstr")
 
@@ -41,26 +40,7 @@ def classic_augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _train_assessor(x, ex, u, n_ex, steps, seed):
     """FCN with a score head and an exercise head; u (n,) in [0,1] or NaN (ignored)."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    net = FCN(x.shape[-1], 1 + n_ex)
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    X, E, U = torch.from_numpy(x).float(), torch.from_numpy(ex).long(), torch.from_numpy(u).float()
-    net.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(X), (min(32, len(X)),), generator=g)
-        out = net(augment(X[idx], g))
-        known = torch.isfinite(U[idx])
-        loss = nn.functional.cross_entropy(out[:, 1:], E[idx])
-        if known.any():
-            loss = loss + 4.0 * nn.functional.mse_loss(out[known, 0], U[idx][known])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    net.eval()
-    return net
+    return train_fcn(x, steps, seed, labels=ex, n_classes=n_ex, scores=u, score_weight=4.0)
 
 
 def _predict(net, x):
@@ -92,7 +72,7 @@ def _aggregate(runs: list[dict]) -> dict:
     for k, v in first.items():
         if isinstance(v, dict):
             keys = [r[k] for r in runs if k in r]
-            common = set.intersection(*(set(d) for d in keys)) if keys else set()
+            common = [kk for kk in v if all(kk in d for d in keys)]  # in the first run's order
             out[k] = _aggregate([{kk: d[kk] for kk in common} for d in keys]) if common else {}
         else:
             vals = [r[k] for r in runs if k in r]
@@ -106,11 +86,8 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
     metres; None skips the conditions that need it."""
     folds = subject_kfold(train_ds, k=k, seed=seed)
     ex_names = tuple(train_ds.exercises)
-    lo, hi = SCORE_RANGES.get(score_name, (None, None))
     x, ex, sc = eval_inputs(train_ds, score_name)
-    if lo is None:
-        ok = sc[np.isfinite(sc)]
-        lo, hi = float(ok.min()), float(max(ok.max(), ok.min() + 1))
+    lo, hi = score_range(score_name, sc)
     u = (sc - lo) / (hi - lo)
     xt, ext, sct = eval_inputs(test_ds, score_name) if len(test_ds) else (None, None, None)
     ut = (sct - lo) / (hi - lo) if xt is not None else None
@@ -166,5 +143,5 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
                 pu, pe = _predict(net, z(xt))
                 results[c]["held_out_test"].append(_scores(pu, ut, pe, ext, lo, hi, ex_names))
     summary = {c: {side: _aggregate(runs) for side, runs in v.items() if runs} for c, v in results.items()}
-    return {"protocol": __doc__.strip(), "k": k, "score": score_name, "score_range": [lo, hi],
+    return {"protocol": __doc__.strip(), "k": k, "score": score_name, "score_range": [lo, hi], "exercises": list(ex_names),
             "input_length": EVAL_LENGTH, "folds": fold_info, "conditions": summary}

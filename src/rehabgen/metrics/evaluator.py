@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rehabgen.data.dataset import SCORE_RANGES, DataError, Dataset, Sequence
+from rehabgen.data.dataset import DataError, Dataset, Sequence, score_range
 from rehabgen.preprocess import PreprocessConfig, preprocess_dataset
 from rehabgen.skeleton import Skeleton
 
@@ -45,14 +45,19 @@ def eval_inputs(ds: Dataset, score_name: str = "TS") -> tuple[np.ndarray, np.nda
 
 
 def eval_inputs_from_positions(positions: np.ndarray, skeleton: Skeleton, exercise_idx, scores,
-                               fps: float = 30.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                               fps: float = 30.0, lengths=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generated positions (n, T, J, 3) metres -> the same inputs as `eval_inputs`. Nothing is
-    flagged or filled: whatever a generator produced is what gets judged."""
+    flagged or filled: whatever a generator produced is what gets judged. `lengths` (n,) cuts
+    padded sequences to their true length first: like a real recording, each sequence is
+    resampled to the input length from its own frames, not from a held last pose."""
     p = np.asarray(positions, np.float32)
     if p.ndim != 4 or p.shape[2:] != (skeleton.n_joints, 3):
         raise ValueError(f"positions must be (n, T, {skeleton.n_joints}, 3), got {p.shape}")
-    seqs = [Sequence("gen", "generated", "gen", q, np.isfinite(q).all(-1), source=f"generated[{i}]")
-            for i, q in enumerate(p)]
+    n = np.full(len(p), p.shape[1]) if lengths is None else np.asarray(lengths, np.int64)
+    if n.shape != (len(p),) or (n < 2).any() or (n > p.shape[1]).any():
+        raise ValueError(f"lengths must be (n,) = ({len(p)},) between 2 and {p.shape[1]}, got {n.tolist()}")
+    seqs = [Sequence("gen", "generated", "gen", q[:k], np.isfinite(q[:k]).all(-1), source=f"generated[{i}]")
+            for i, (q, k) in enumerate(zip(p, n))]
     pre, _ = preprocess_dataset(Dataset(skeleton, seqs, exercises=("gen",), fps=fps), _pipeline(detect_invalid=False))
     return _stack(pre), np.asarray(exercise_idx, np.int64), np.asarray(scores, np.float32)
 
@@ -85,32 +90,46 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.roll(x, shift, dims=1)
 
 
-def train_fcn(x: np.ndarray, y: np.ndarray, task: str, n_out: int, steps: int, seed: int, progress: bool = False,
-              lr: float = 2e-3, batch: int = 32) -> FCN:
-    """Fit an FCN on standardised inputs; task 'classify' (y int) or 'regress' (y float in [0,1], NaN ignored)."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    keep = np.isfinite(y) if task == "regress" else np.ones(len(y), bool)
+def train_fcn(x: np.ndarray, steps: int, seed: int, labels: np.ndarray | None = None, n_classes: int = 0,
+              scores: np.ndarray | None = None, score_weight: float = 1.0, progress: bool = False, lr: float = 2e-3,
+              batch: int = 32, desc: str = "evaluator") -> FCN:
+    """The one training loop of every FCN here (evaluators, downstream assessors), on
+    standardised inputs x (n, T, C). Heads: output 0 regresses `scores` (n,) in [0, 1] (MSE, NaN
+    ignored) when given; the next `n_classes` outputs classify `labels` (n,) (cross-entropy) when
+    given. A score-only network trains on the labelled sequences only.
+
+    Reproducible for a seed without touching the caller's randomness: the weights are drawn
+    inside `torch.random.fork_rng` and batches/augmentation come from a private generator."""
+    if labels is None and scores is None:
+        raise ValueError("train_fcn needs labels, scores or both")
+    keep = np.isfinite(scores) if labels is None else np.ones(len(x), bool)
     X = torch.from_numpy(x[keep]).float()
-    Y = torch.from_numpy(y[keep])
+    E = torch.from_numpy(np.asarray(labels)[keep]).long() if labels is not None else None
+    U = torch.from_numpy(np.asarray(scores, np.float32)[keep]) if scores is not None else None
+    task = "classify" if scores is None else "regress" if labels is None else "assess"
     if len(X) < 2:
         raise DataError(f"too few labelled sequences to train the {task} network ({len(X)})")
-    net = FCN(X.shape[-1], n_out)
+    off = 1 if U is not None else 0  # first class output
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = FCN(X.shape[-1], off + (n_classes if E is not None else 0))
+    g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     it = range(steps)
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc=f"evaluator ({task})", unit="step", mininterval=1.0)
+        it = tqdm(it, desc=f"{desc} ({task})", unit="step", mininterval=1.0)
     net.train()
     for _ in it:
         idx = torch.randint(0, len(X), (min(batch, len(X)),), generator=g)
         out = net(augment(X[idx], g))
-        if task == "classify":
-            loss = nn.functional.cross_entropy(out, Y[idx].long())
-        else:
-            loss = nn.functional.mse_loss(out[:, 0], Y[idx].float())
+        loss = nn.functional.cross_entropy(out[:, off:], E[idx]) if E is not None else out.new_zeros(())
+        if U is not None:
+            known = torch.isfinite(U[idx])
+            if known.any():
+                loss = loss + score_weight * nn.functional.mse_loss(out[known, 0], U[idx][known])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -147,15 +166,10 @@ class Evaluator:
         x, ex, sc = eval_inputs(train_ds, score_name)
         mean = x.reshape(-1, x.shape[-1]).mean(0)
         std = x.reshape(-1, x.shape[-1]).std(0) + 1e-3
-        if score_name in SCORE_RANGES:
-            lo, hi = SCORE_RANGES[score_name]
-        else:
-            ok = sc[np.isfinite(sc)]
-            lo, hi = (float(ok.min()), float(ok.max())) if ok.size else (0.0, 1.0)
-            hi = hi if hi > lo else lo + 1.0
+        lo, hi = score_range(score_name, sc)
         z = (x - mean) / std
-        clf = train_fcn(z, ex, "classify", len(train_ds.exercises), steps, seed, progress)
-        reg = train_fcn(z, (sc - lo) / (hi - lo), "regress", 1, steps, seed + 1, progress)
+        clf = train_fcn(z, steps, seed, labels=ex, n_classes=len(train_ds.exercises), progress=progress)
+        reg = train_fcn(z, steps, seed + 1, scores=(sc - lo) / (hi - lo), progress=progress)
         cfg = {"steps": steps, "seed": seed, "length": EVAL_LENGTH, "n_train": len(train_ds),
                "train_subjects": train_ds.subjects}
         return cls(train_ds.exercises, score_name, mean, std, lo, hi, clf, reg, cfg)

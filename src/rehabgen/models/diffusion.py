@@ -83,6 +83,10 @@ class DiffusionModel(GenerativeModel):
         "p_uncond": 0.1,  # drop both conditions: the unconditional branch of guidance
         "p_drop_score": 0.1,  # drop only the score: label-only generation stays good
         "w_vel": 1.0, "w_bone": 0.5,
+        # what the network predicts: "sample" (the clean motion x0, as MDM) or "v" (v = a eps - s x0,
+        # Salimans & Ho 2022); the sampler always works from the x0 estimate derived from it
+        "prediction": "sample",
+        "min_snr": None,  # x0 loss weight min(SNR, gamma) / ... (Hang et al. 2023); None: uniform
         "loss_on_filled": False,  # gap-filled values are inputs, never targets, by default
         "sampler": "dpm", "steps": 20, "guidance": 2.0,
         "score_guidance": None,  # a separate scale for the score's own effect (None: = guidance)
@@ -93,6 +97,8 @@ class DiffusionModel(GenerativeModel):
 
     def build(self):
         h = self.hparams
+        if h["prediction"] not in ("sample", "v"):
+            raise ModelError(f"prediction must be 'sample' or 'v', got {h['prediction']!r}")
         self.train_scheduler = DDPMScheduler(num_train_timesteps=h["train_timesteps"], beta_schedule=h["beta_schedule"],
                                              prediction_type="sample", clip_sample=False)
         return {"denoiser": Denoiser(self.spec.dim, len(self.spec.exercises), h["d_model"], h["n_layers"],
@@ -122,12 +128,27 @@ class DiffusionModel(GenerativeModel):
             # text only: the score is known just where the description states a quality (NaN
             # otherwise), as when sampling from a prompt, where the quality reader sets it
             score = torch.where(text_only, batch["text_score"][rows, k], score)
-        pred = nets["denoiser"](x_t, t, batch["exercise"], score, pad, drop_ex, drop_sc, text, drop_text)
-        rec = masked_mse(pred, x0, target_mask)
+        out = nets["denoiser"](x_t, t, batch["exercise"], score, pad, drop_ex, drop_sc, text, drop_text)
+        a, s = self._alpha_sigma(t, x0)
+        pred = self._to_x0(out, x_t, a, s)
+        if h["prediction"] == "v":
+            rec = masked_mse(out, a * noise - s * x0, target_mask)
+        else:
+            w = None if h["min_snr"] is None else ((a / s) ** 2).clamp(max=float(h["min_snr"]))  # (B, 1, 1)
+            rec = masked_mse(pred, x0, target_mask, w)
         vel = velocity_loss(pred, x0, target_mask)
         bone = bone_length_loss(self.body(pred), self.body(x0), target_mask, self.spec.bone_pairs)
         loss = rec + h["w_vel"] * vel + h["w_bone"] * bone
         return loss, {"rec": float(rec.detach()), "vel": float(vel.detach()), "bone": float(bone.detach())}
+
+    def _alpha_sigma(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t) as (B, 1, 1): x_t = a x0 + s eps."""
+        acp = self.train_scheduler.alphas_cumprod.to(like.device)[t].to(like.dtype)
+        return acp.sqrt()[:, None, None], (1 - acp).sqrt()[:, None, None]
+
+    def _to_x0(self, out: torch.Tensor, x_t: torch.Tensor, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The network's output -> the clean-motion estimate (x0 = a x_t - s v for v-prediction)."""
+        return out if self.hparams["prediction"] == "sample" else a * x_t - s * out
 
     @staticmethod
     def _guided_x0(net, x, tt, exercise, score, text, g: float, gs: float | None = None) -> torch.Tensor:
@@ -192,11 +213,12 @@ class DiffusionModel(GenerativeModel):
         for t in sched.timesteps:
             tt = torch.full((n,), int(t), dtype=torch.long)
             if segments is None:
-                x0 = self._guided_x0(net, x, tt, exercise, score, text, g, gs)
+                out = self._guided_x0(net, x, tt, exercise, score, text, g, gs)
             else:
-                x0 = torch.cat([self._guided_x0(net, x[:, a:b], tt, exercise[i], score[i],
-                                                None if text is None else text[i], g, gs)
-                                for i, (a, b) in enumerate(segments)], 1)
+                out = torch.cat([self._guided_x0(net, x[:, a:b], tt, exercise[i], score[i],
+                                                 None if text is None else text[i], g, gs)
+                                 for i, (a, b) in enumerate(segments)], 1)
+            x0 = self._to_x0(out, x, *self._alpha_sigma(tt, x))  # guidance is linear: the same in x0 or v
             if known is not None:
                 x0 = torch.where(km, known, x0)
             x = sched.step(x0, t, x, generator=generator).prev_sample

@@ -98,11 +98,16 @@ def padding_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     return torch.arange(T, device=lengths.device)[None] >= lengths[:, None]
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over entries where mask (B, T, J) is True; pred/target (B, T, J*3)."""
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over entries where mask (B, T, J) is True; pred/target (B, T, J*3);
+    optional per-sequence weights (B, 1, 1) (the mean stays over the masked entries)."""
     B, T, D = pred.shape
     m = mask[..., None].expand(B, T, mask.shape[-1], D // mask.shape[-1]).reshape(B, T, D).float()
-    return ((pred - target) ** 2 * m).sum() / m.sum().clamp_min(1.0)
+    err = (pred - target) ** 2 * m
+    if weight is not None:
+        err = err * weight
+    return err.sum() / m.sum().clamp_min(1.0)
 
 
 def velocity_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -70,9 +70,10 @@ class TextMotionEvaluator:
         std = x.reshape(-1, x.shape[-1]).std(0) + 1e-3
         texts = sequence_texts(train_ds, *score_range, k=k, split="train", seed=seed)
         T = enc.encode([t for ts in texts for t in ts]).reshape(len(texts), k, -1)
-        torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # the initial weights follow `seed`; the caller's RNG is untouched
+            torch.manual_seed(seed)
+            net = Retrieval(x.shape[-1], enc.dim)
         g = torch.Generator().manual_seed(seed)
-        net = Retrieval(x.shape[-1], enc.dim)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         X, TT = torch.from_numpy((x - mean) / std).float(), torch.from_numpy(T)
         if len(X) < 4:

@@ -1,0 +1,137 @@
+"""Real data in the loop: every family at one equal training budget, several seeds, evaluated
+against real held-out patients; one table of mean ± std over seeds, each metric beside its real
+reference.
+
+    python benchmarks/real_kimore.py --data ../shared/data/kimore-patients --out /tmp/realbench \
+        --families diffusion,vae,gan --seeds 0,1,2 --steps 8000
+
+Runs one training at a time (two torch jobs on 2 cores slow each other ~10x) with the threads
+given by --threads. Finished runs and reports are reused, so an interrupted benchmark resumes.
+`--test-data DIR` evaluates on a given test folder (published folds) instead of each run's own
+held-out subjects. Prints Markdown; writes `results.json` and `table.md` into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rehabgen.config import RunConfig
+from rehabgen.evaluate import evaluate_run
+from rehabgen.metrics.registry import arrow, label
+from rehabgen.runs import train_run
+
+
+def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
+            folds: int) -> dict:
+    run = out / f"{family}_s{seed}"
+    t0 = time.time()
+    if not (run / "model" / "model.json").is_file():
+        resume = (run / "checkpoint").is_dir()
+        train_run(RunConfig(data=data, model=family, seed=seed, steps=steps), run, resume=resume, steps=steps)
+    train_s = time.time() - t0
+    rep = run / ("report_test" if test_data else "report")
+    if (rep / "metrics.json").is_file():
+        res = json.loads((rep / "metrics.json").read_text())
+    else:
+        res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data)
+    res["train_seconds"] = train_s
+    return res
+
+
+def _ms(vals) -> str:
+    v = np.asarray([x for x in vals if x is not None and np.isfinite(x)], np.float64)
+    if not v.size:
+        return "n/a"
+    return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
+
+
+def downstream_rmse(res: dict, condition: str, exercise: str | None = None) -> float | None:
+    c = (res.get("downstream") or {}).get("conditions", {}).get(condition, {})
+    side = c.get("held_out_test") or c.get("fold_test") or {}
+    d = side.get("per_exercise", {}).get(exercise, {}) if exercise else side
+    r = d.get("rmse")
+    return None if r is None else r["mean"]
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    fams = list(results)
+    first = next(r for rs in results.values() for r in rs)
+    head = "| metric | real reference | " + " | ".join(f"{f} ({len(results[f])} seeds)" for f in fams) + " |"
+    lines = [head, "|" + "---|" * (len(fams) + 2)]
+    for k in first["metrics"]:
+        ref = [r["metrics"][k]["real_reference"]["mean"] for rs in results.values() for r in rs if k in r["metrics"]]
+        cells = [_ms([r["metrics"][k]["generated"]["mean"] for r in results[f] if k in r["metrics"]]) for f in fams]
+        lines.append(f"| {label(k)} {arrow(k)} | {_ms(ref)} | " + " | ".join(cells) + " |")
+    exercises = sorted((first.get("downstream") or {}).get("conditions", {}).get("real", {})
+                       .get("held_out_test", {}).get("per_exercise", {}))
+    for cond in ("real", "real+augmented", "real+generated", "tstr"):
+        for e in [None, *exercises]:
+            name = f"downstream TS RMSE, {cond}" + (f", {e}" if e else "")
+            vals = {f: [downstream_rmse(r, cond, e) for r in results[f]] for f in fams}
+            if cond in ("real", "real+augmented"):  # the same for every family: reference columns
+                allv = [v for vs in vals.values() for v in vs]
+                lines.append(f"| {name} ↓ | {_ms(allv)} | " + " | ".join("–" for _ in fams) + " |")
+            else:
+                lines.append(f"| {name} ↓ | – | " + " | ".join(_ms(vals[f]) for f in fams) + " |")
+    return "\n".join(lines)
+
+
+def kinematics_lines(results: dict[str, list[dict]]) -> str:
+    """Which way the motion is off: generated / real ratio of the mean and 95th percentile of
+    speed, acceleration, jerk and range of motion, overall and per exercise, mean over seeds."""
+    first = next(r for rs in results.values() for r in rs)
+    scopes = list(first.get("kinematics", {}))
+    lines = ["| family | quantity | " + " | ".join(f"{s} mean / p95" for s in scopes) + " |",
+             "|---|---|" + "---|" * len(scopes)]
+    for f, rs in results.items():
+        for q in ("speed", "acceleration", "jerk", "range_of_motion"):
+            cells = []
+            for sc in scopes:
+                rat = [[r["kinematics"][sc][q][st]["ratio"] for r in rs if sc in r.get("kinematics", {})]
+                       for st in ("mean", "p95")]
+                cells.append(" / ".join(f"{np.mean(v):.2f}" if v else "n/a" for v in rat))
+            lines.append(f"| {f} | {q} (generated / real) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/kimore-patients")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--families", default="diffusion,vae,gan")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=RunConfig().steps, help="equal training budget (optimizer steps)")
+    ap.add_argument("--test-data", default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict]] = {}
+    for fam in a.families.split(","):
+        for seed in (int(s) for s in a.seeds.split(",")):
+            results.setdefault(fam, []).append(run_one(a.data, fam, seed, a.steps, out, a.test_data, a.repeats,
+                                                       a.folds))
+    head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
+            f"data {a.data}, {a.steps} steps per run, seeds {a.seeds}, "
+            f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
+            f"train seconds per run: " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
+                                                   for f, rs in results.items()))
+    md = "\n\n".join([head, table(results), kinematics_lines(results)])
+    print(md)
+    (out / "table.md").write_text(md + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
