@@ -105,6 +105,10 @@ def test_complete(run_dir, data, tmp_path):
     c = load_samples(tmp_path / "c.npz")
     known = np.array(c["config"]["known_mask"])
     assert not known[5:12].any() and np.isfinite(c["positions"]).all()
+    r = run("complete", run_dir, "--data", data, "--exercise", "Es1", "--drop", "5:12", "--steps", 5,
+            "--out", tmp_path / "c2.npz")
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(load_samples(tmp_path / "c2.npz")["positions"], c["positions"])  # same seed
 
 
 def test_evaluate_and_compare(run_dir, data, tmp_path, monkeypatch):

@@ -83,6 +83,21 @@ def test_a_family_from_outside_the_package(data, tmp_path):
         model.sample_text("arms up")
 
 
+def test_sampling_uses_the_averaged_weights_in_eval_mode(data):
+    """model.inference(): EMA weights in, eval mode, and everything restored afterwards."""
+    model, arrays = MeanPoseModel.from_dataset(data, PCFG, max_len=32, batch_size=8, lr=0.05, ema=0.9)
+    train(model, arrays, steps=30, seed=0, progress=False)
+    raw = {k: v.clone() for k, v in model.nets["pose"].state_dict().items()}
+    assert not torch.equal(raw["weight"], model.ema["pose"]["weight"])  # the average lags the weights
+    averaged = MeanPoseModel(model.spec, **{k: v for k, v in model.hparams.items() if k != "ema"})
+    averaged.nets["pose"].load_state_dict(model.ema["pose"])
+    x = model.sample("Es1", 30.0, n=2, length=8, seed=4)
+    np.testing.assert_array_equal(x, averaged.sample("Es1", 30.0, n=2, length=8, seed=4))
+    model.nets["pose"].train()
+    model.sample("Es1", 30.0, n=1, length=8)
+    assert model.nets["pose"].training and torch.equal(model.nets["pose"].weight, raw["weight"])
+
+
 @pytest.mark.parametrize("family", families())
 def test_family_contract(family, data, tmp_path):
     torch.manual_seed(0)

@@ -15,12 +15,17 @@ from rehabgen.train import train
 
 from conftest import toy_dataset
 
-SMALL = dict(d_model=64, n_layers=2, ff=128, n_heads=4, dropout=0.0, batch_size=16, lr=1e-3)
+# x0-prediction without the acceleration loss: these toy checks (conditioning, masking, completion)
+# can afford 300 steps, where x0-prediction has converged and the default v-prediction still
+# carries jitter; v-prediction and the acceleration loss have their own tests below
+SMALL = dict(d_model=64, n_layers=2, ff=128, n_heads=4, dropout=0.0, batch_size=16, lr=1e-3, prediction="sample",
+             w_acc=0.0)
 PCFG = PreprocessConfig(fps=15.0, detect_invalid=False, smooth=None)
 
 
 @pytest.fixture(scope="module")
 def trained():
+    torch.manual_seed(0)  # initial weights
     ds = toy_dataset()
     M = get_family("diffusion")
     model, arrays = M.from_dataset(ds, PCFG, max_len=32, **SMALL)
@@ -198,3 +203,37 @@ def test_score_guidance_scales_only_the_scores_own_effect():
     assert torch.all(g(stub, x, t, ex, sc, None, 2.0, 2.0) == 7)
     assert torch.all(g(stub, x, t, ex, sc, None, 2.0, 5.0) == 10)
     assert torch.all(g(stub, x, t, ex, torch.full((2,), float("nan")), None, 2.0, 5.0) == 7)  # no score: no term
+
+
+def test_v_prediction_round_trip_and_training():
+    """x0 = a x_t - s v with v = a eps - s x0: the conversion the sampler uses is exact; a
+    v-prediction model (with snr-capped weights and the acceleration loss) trains and samples."""
+    ds = toy_dataset(n=16)
+    M = get_family("diffusion")
+    model, arrays = M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "prediction": "v", "w_acc": 1.0})
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(3, 8, 75, generator=g), torch.randn(3, 8, 75, generator=g)
+    t = torch.tensor([5, 500, 990])
+    a, s = model._alpha_sigma(t, x0)
+    x_t = model.train_scheduler.add_noise(x0, eps, t)
+    torch.testing.assert_close(model._to_x0(a * eps - s * x0, x_t, a, s), x0, atol=1e-4, rtol=1e-4)
+    summary = train(model, arrays, steps=30, seed=0, progress=False)
+    assert np.isfinite(summary["final_loss_ema"]) and summary["final_loss_ema"] < summary["first_loss"]
+    x = model.sample("Es1", 30.0, n=2, seed=0, options=SamplerOptions(steps=5))
+    assert x.shape == (2, model.spec.default_length["Es1"], 25, 3) and np.isfinite(x).all()
+    with pytest.raises(ModelError, match="prediction must be 'sample' or 'v'"):
+        M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "prediction": "eps"})
+
+
+def test_snr_capped_weights_and_acceleration_loss_known_answers():
+    from rehabgen.models.layers import acceleration_loss, masked_mse
+
+    pred, target = torch.zeros(2, 5, 3), torch.ones(2, 5, 3)
+    mask = torch.ones(2, 5, 1, dtype=torch.bool)
+    w = torch.tensor([1.0, 3.0])[:, None, None]
+    assert float(masked_mse(pred, target, mask, w)) == pytest.approx(2.0)  # mean of weights x squared error 1
+    ramp = torch.arange(5.0)[None, :, None].expand(2, 5, 3)  # constant velocity: no acceleration
+    assert float(acceleration_loss(ramp, torch.zeros_like(ramp), mask)) == 0.0
+    kink = torch.zeros(2, 5, 3)
+    kink[:, 2] = 1.0  # second difference -2 at frame 2, +1 at frames 1 and 3
+    assert float(acceleration_loss(kink, torch.zeros_like(kink), mask)) == pytest.approx((1 + 4 + 1) / 3)

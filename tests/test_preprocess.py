@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from rehabgen.data import Dataset, Sequence
+from rehabgen.data import DataError, Dataset, Sequence
 from rehabgen.preprocess import (
-    PreprocessConfig, SeqTransform, _rot_y, bucket_length, detect_invalid, fill_gaps, normalise_sequence,
+    WARP_FACTORS, PreprocessConfig, SeqTransform, _rot_y, augment_dataset, bucket_length, detect_invalid, fill_gaps, normalise_sequence,
     preprocess_dataset, resample, smooth, to_arrays,
 )
 from rehabgen.skeleton import KINECT_V2
 
-from conftest import arm_raise
+from conftest import arm_raise, toy_dataset
 
 
 def _seq(p, valid=None, **kw):
@@ -124,3 +126,22 @@ def test_pipeline_records_steps_and_arrays_pad():
     assert np.abs(back - raw).max() < 0.01  # only smoothing differs
     plain, tfs = preprocess_dataset(ds, PreprocessConfig(fps=15.0, smooth=None, detect_invalid=False))
     assert np.abs(tfs[0].invert(plain.sequences[0].positions) - raw).max() < 1e-5
+
+
+def test_augmentation_mirrors_and_warps_with_labels_kept():
+    ds = toy_dataset(n=4, T=60)
+    pre, _ = preprocess_dataset(ds, PreprocessConfig(fps=None, smooth=None, detect_invalid=False))
+    out = augment_dataset(pre, "mirror,warp")
+    n = len(pre.sequences)
+    assert len(out.sequences) == n * 2 * (1 + len(WARP_FACTORS))
+    a, m = pre.sequences[0], out.sequences[n]
+    lw, rw = KINECT_V2.index("WristLeft"), KINECT_V2.index("WristRight")
+    np.testing.assert_allclose(m.positions[:, rw], a.positions[:, lw] * [-1, 1, 1], atol=1e-6)
+    assert (m.exercise, m.subject, m.score("TS")) == (a.exercise, a.subject, a.score("TS"))
+    twice = augment_dataset(replace(pre, sequences=[m]), "mirror").sequences[1]
+    np.testing.assert_allclose(twice.positions, a.positions, atol=1e-6)
+    slow = out.sequences[2 * n]  # tempo x0.8: longer
+    assert slow.n_frames == round(a.n_frames / WARP_FACTORS[0]) and slow.exercise == a.exercise
+    with pytest.raises(DataError, match=r"unknown augmentation\(s\) \['flip'\]"):
+        augment_dataset(pre, "flip")
+

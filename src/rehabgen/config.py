@@ -7,6 +7,8 @@ from typing import ClassVar
 
 from rehabgen.preprocess import PreprocessConfig
 
+MAX_LEN = 80  # frames at the model's rate; longer recordings are cropped (80 at 5 fps = 16 s)
+
 
 @dataclass
 class RunConfig:
@@ -17,7 +19,7 @@ class RunConfig:
     model: str = "diffusion"  # family name
     steps: int = 2000  # optimizer steps (the learning-rate schedule spans them)
     seed: int = 0  # weights, batches, split, noise
-    max_len: int = 80  # frames at the model's rate; longer recordings are cropped (80 at 5 fps = 16 s)
+    max_len: int = MAX_LEN
     test_fraction: float = 0.2  # share of subjects held out for evaluation
     max_minutes: float | None = None  # stop (checkpointed) after this wall time
     ckpt_every: int = 200  # checkpoint period in steps

@@ -284,6 +284,37 @@ def preprocess_dataset(ds: Dataset, cfg: PreprocessConfig | None = None) -> tupl
     return Dataset(sk, out, list(ds.quarantined), ds.exercises, fps, meta), tfs
 
 
+WARP_FACTORS = (0.8, 1.25)  # tempo of the time-warped copies
+
+
+def augment_dataset(ds: Dataset, kinds: str | tuple[str, ...]) -> Dataset:
+    """Label-preserving training copies of a preprocessed dataset (normalised bodies, facing the
+    camera): "mirror" adds the left-right mirror image of every sequence (KIMORE's exercises are
+    bilateral, so label and score stay true); "warp" adds copies played at WARP_FACTORS times
+    the tempo (patients perform the same exercise at very different speeds; 84 training
+    recordings show few of them)."""
+    kinds = tuple(k for k in (kinds.split(",") if isinstance(kinds, str) else kinds) if k)
+    unknown = sorted(set(kinds) - {"mirror", "warp"})
+    if unknown:
+        raise DataError(f"unknown augmentation(s) {unknown}; choose from mirror, warp")
+    seqs = list(ds.sequences)
+    if "mirror" in kinds:
+        if not ds.skeleton.mirror:
+            raise DataError(f"skeleton {ds.skeleton.name!r} has no mirror pairs: can't mirror")
+        perm = ds.skeleton.mirror_permutation()
+
+        def flip(a):
+            return None if a is None else a[:, perm]
+
+        seqs += [replace(s, positions=s.positions[:, perm] * np.array([-1.0, 1.0, 1.0], np.float32),
+                         valid=s.valid[:, perm], filled=flip(s.filled), state=flip(s.state),
+                         source=f"{s.source} (mirrored)") for s in seqs]
+    if "warp" in kinds:
+        seqs += [replace(resample(s, max(2, int(round(s.n_frames / f)))), source=f"{s.source} (tempo x{f:g})")
+                 for f in WARP_FACTORS for s in seqs]
+    return replace(ds, sequences=seqs)
+
+
 def to_arrays(ds: Dataset, length: int | None = None, score: str = "TS") -> dict[str, np.ndarray]:
     """Pad/crop sequences to a common length for batching.
 

@@ -93,7 +93,7 @@ def train_run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: b
     if resume:
         model = GenerativeModel.load(out / "checkpoint" / "model")
         _, arrays = prepare_data(train_ds, cfg.preprocess, cfg.max_len, model.spec.score_name, model.spec.normalizer,
-                                 model.spec.text_encoder)
+                                 model.spec.text_encoder, augment=model.hparams["augment"])
     else:
         import torch
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rehabgen.config import MAX_LEN
 from rehabgen.data.dataset import Dataset
 from rehabgen.models.ema import Shadow, ema_update, inference
 from rehabgen.models.checkpoint import read_checkpoint, write_model_dir
@@ -28,7 +29,8 @@ from rehabgen.text.conditioning import embed, read_quality
 from rehabgen.train import train
 
 # hyper-parameters every family has (the training loop reads them), with their defaults
-COMMON_HPARAMS = {"lr": 2e-4, "batch_size": 32, "weight_decay": 0.0, "grad_clip": 1.0, "ema": 0.0}
+COMMON_HPARAMS = {"lr": 2e-4, "batch_size": 32, "weight_decay": 0.0, "grad_clip": 1.0, "ema": 0.0,
+                  "augment": ""}  # "mirror", "warp" or "mirror,warp": label-preserving training copies
 
 
 class GenerativeModel:
@@ -94,17 +96,17 @@ class GenerativeModel:
 
     # ---- public API ---------------------------------------------------------------------------
     @classmethod
-    def from_dataset(cls, ds: Dataset, preprocess: PreprocessConfig | None = None, max_len: int = 80,
+    def from_dataset(cls, ds: Dataset, preprocess: PreprocessConfig | None = None, max_len: int = MAX_LEN,
                      score_name: str = "TS", **hparams) -> tuple["GenerativeModel", TrainArrays]:
         spec, arrays = prepare_data(ds, preprocess or PreprocessConfig(), max_len, score_name,
-                                    text_encoder=hparams.get("text_encoder", ""))
+                                    text_encoder=hparams.get("text_encoder", ""), augment=hparams.get("augment", ""))
         return cls(spec, **hparams), arrays
 
     def fit(self, ds: Dataset | TrainArrays, steps: int = 1000, seed: int = 0, out_dir: str | Path | None = None,
             **train_kwargs) -> "GenerativeModel":
         arrays = ds if isinstance(ds, TrainArrays) else prepare_data(
             ds, self.spec.preprocess, self.spec.max_len, self.spec.score_name, self.spec.normalizer,
-            self.spec.text_encoder)[1]
+            self.spec.text_encoder, augment=self.hparams["augment"])[1]
         train(self, arrays, steps=steps, seed=seed, out_dir=out_dir, **train_kwargs)
         return self
 

@@ -116,6 +116,12 @@ def velocity_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) 
     return masked_mse(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1], m)
 
 
+def acceleration_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked MSE of second differences (three consecutive frames known): penalises jitter."""
+    m = mask[:, 2:] & mask[:, 1:-1] & mask[:, :-2]
+    return masked_mse(pred[:, 2:] - 2 * pred[:, 1:-1] + pred[:, :-2], target[:, 2:] - 2 * target[:, 1:-1] + target[:, :-2], m)
+
+
 def bone_length_loss(body_pred: torch.Tensor, body_true: torch.Tensor, mask: torch.Tensor,
                      bones: list[tuple[int, int]]) -> torch.Tensor:
     """Squared error of bone lengths (B, T, J, 3 bodies) where both joints are known."""

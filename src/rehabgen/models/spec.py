@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rehabgen.data.dataset import DataError, Dataset, score_range
-from rehabgen.preprocess import PreprocessConfig, preprocess_dataset, to_arrays
+from rehabgen.preprocess import PreprocessConfig, augment_dataset, preprocess_dataset, to_arrays
 from rehabgen.skeleton import Skeleton
 from rehabgen.text.conditioning import training_texts
 
@@ -139,11 +139,14 @@ class TrainArrays:
 
 def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: str = "TS",
                  normalizer: Normalizer | None = None, text_encoder: str = "", text_variants: int = 8,
-                 seed: int = 0) -> tuple[DataSpec, TrainArrays]:
-    """Preprocess a dataset and turn it into standardised, padded arrays plus its DataSpec."""
+                 seed: int = 0, augment: str = "") -> tuple[DataSpec, TrainArrays]:
+    """Preprocess a dataset and turn it into standardised, padded arrays plus its DataSpec
+    (`augment`: training copies, see `augment_dataset`; typical lengths come from the originals)."""
     if len(ds) == 0:
         raise DataError("no sequences to train on")
     pre, tfs = preprocess_dataset(ds, pcfg)
+    n_orig = len(pre.sequences)
+    pre = augment_dataset(pre, augment)
     arr = to_arrays(pre, length=max_len, score=score_name)
     if normalizer is None:
         ref_scale = float(np.median([t.scale for t in tfs]))
@@ -152,9 +155,10 @@ def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: 
     z = normalizer.encode(arr["x"])
     z = z * np.repeat(arr["mask"], 3, axis=-1)  # unknown values are exactly 0 (the data mean)
     default_length = {}
+    lengths, exercise = arr["lengths"][:n_orig], arr["exercise"][:n_orig]
     for e, name in enumerate(pre.exercises):
-        ls = arr["lengths"][arr["exercise"] == e]
-        default_length[name] = int(np.median(ls)) if ls.size else int(np.median(arr["lengths"]))
+        ls = lengths[exercise == e]
+        default_length[name] = int(np.median(ls)) if ls.size else int(np.median(lengths))
     score = normalizer.score_to_unit(arr["score"])
     text = text_score = None
     text_dim, reader_meta = 0, {}
