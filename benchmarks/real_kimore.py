@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from datetime import date
 from pathlib import Path
 
@@ -32,11 +31,10 @@ from rehabgen.runs import train_run
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
             folds: int) -> dict:
     run = out / f"{family}_s{seed}"
-    t0 = time.time()
     if not (run / "model" / "model.json").is_file():
         resume = (run / "checkpoint").is_dir()
         train_run(RunConfig(data=data, model=family, seed=seed, steps=steps), run, resume=resume, steps=steps)
-    train_s = time.time() - t0
+    train_s = json.loads((run / "train_summary.json").read_text())["seconds"]  # of the (last) training session
     rep = run / ("report_test" if test_data else "report")
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
@@ -127,7 +125,7 @@ def main():
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
             f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}), "
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
-            f"train seconds per run: " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
+            f"training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
                                                    for f, rs in results.items()))
     md = "\n\n".join([head, table(results), kinematics_lines(results)])
     print(md)
