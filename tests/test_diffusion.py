@@ -198,7 +198,7 @@ def test_score_guidance_scales_only_the_scores_own_effect():
 
     x, t = torch.zeros(2, 4, 3), torch.zeros(2, dtype=torch.long)
     ex, sc = torch.zeros(2, dtype=torch.long), torch.tensor([0.5, 0.7])
-    g = DiffusionModel._guided_x0
+    g = DiffusionModel._guided
     assert torch.all(g(stub, x, t, ex, sc, None, 2.0) == 7)
     assert torch.all(g(stub, x, t, ex, sc, None, 2.0, 2.0) == 7)
     assert torch.all(g(stub, x, t, ex, sc, None, 2.0, 5.0) == 10)

@@ -84,14 +84,18 @@ def generate_for(model, exercises: list[str], scores: np.ndarray, seed: int, ste
     return out
 
 
+def _features(ev: Evaluator, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The spaces of the distribution metrics: both evaluator networks' features (n, d)."""
+    return {"classifier": ev.features(x, "classifier"), "regressor": ev.features(x, "regressor")}
+
+
 def real_reference(ev: Evaluator, train_ds: Dataset, train_pos: list[np.ndarray], fps: float) -> RealReference:
     """The real training set every sample set is measured against (computed once)."""
     x, ex, _ = eval_inputs(train_ds)
     lengths = np.array([len(p) for p in train_pos])
     pos = pad_sequences(train_pos)
-    return RealReference({"classifier": ev.features(x, "classifier"), "regressor": ev.features(x, "regressor")}, ex,
-                         pos, lengths, reference_bone_lengths(pos, train_ds.skeleton.bones, lengths=lengths),
-                         train_ds.skeleton, fps)
+    bones = reference_bone_lengths(pos, train_ds.skeleton.bones, lengths=lengths)
+    return RealReference(_features(ev, x), ex, pos, lengths, bones, train_ds.skeleton, fps)
 
 
 def sample_set_context(ev: Evaluator, real: RealReference, seqs: list[np.ndarray], exercise_idx: np.ndarray,
@@ -102,8 +106,7 @@ def sample_set_context(ev: Evaluator, real: RealReference, seqs: list[np.ndarray
     pos = pad_sequences(seqs)
     x = eval_inputs_from_positions(pos, real.skeleton, exercise_idx, scores, lengths=lengths)[0]
     return SampleSetContext(pos, lengths, np.asarray(exercise_idx), np.asarray(scores, np.float32), x,
-                            {"classifier": ev.features(x, "classifier"), "regressor": ev.features(x, "regressor")},
-                            ev.predict_exercise(x), ev.predict_score(x), real, rng, ev)
+                            _features(ev, x), ev.predict_exercise(x), ev.predict_score(x), real, rng, ev)
 
 
 def sample_set_metrics(ctx: SampleSetContext) -> dict[str, float]:
@@ -210,6 +213,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     cond_idx = np.array([exercises.index(e) for e in cond_ex])
     test_idx = np.array([exercises.index(e) for e in test_ex])
     rng = np.random.default_rng(seed)
+    # the reference set is the same in every repeat: its inputs and features are computed once
+    # (its repeats differ only by the draws from `rng` that some metrics make)
+    ref_ctx = sample_set_context(ev, real, test_pos, test_idx, test_sc, rng)
     gen_runs, ref_runs, gen_kin, samples, gen_feats = [], [], [], None, None
     it = range(repeats)
     if progress:
@@ -223,7 +229,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
             samples, gen_feats = G, ctx.features["classifier"]
         gen_runs.append(sample_set_metrics(ctx))
         gen_kin.append(_kinematics_by_exercise(G, cond_ex, exercises, spec.fps))
-        ref_runs.append(sample_set_metrics(sample_set_context(ev, real, test_pos, test_idx, test_sc, rng)))
+        ref_runs.append(sample_set_metrics(ref_ctx))
     gen, ref = mean_std(gen_runs), mean_std(ref_runs)
     metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
     kinematics = kinematics_table(gen_kin, _kinematics_by_exercise(test_pos, test_ex, exercises, spec.fps))

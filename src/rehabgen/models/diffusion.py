@@ -163,8 +163,9 @@ class DiffusionModel(GenerativeModel):
         return out if self.hparams["prediction"] == "sample" else a * x_t - s * out
 
     @staticmethod
-    def _guided_x0(net, x, tt, exercise, score, text, g: float, gs: float | None = None) -> torch.Tensor:
-        """x0 estimate with classifier-free guidance: u + g (c - u), in one batch. With a
+    def _guided(net, x, tt, exercise, score, text, g: float, gs: float | None = None) -> torch.Tensor:
+        """The network's output (x0 or v: guidance is linear, so the same in either) with
+        classifier-free guidance: u + g (c - u), in one batch. With a
         separate score scale gs (and a known score): u + g (c' - u) + gs (c - c'), where c'
         drops only the score, so the score's own effect is scaled by gs."""
         if gs is None or gs == g or not torch.isfinite(score).any():
@@ -225,9 +226,9 @@ class DiffusionModel(GenerativeModel):
         for t in sched.timesteps:
             tt = torch.full((n,), int(t), dtype=torch.long)
             if segments is None:
-                out = self._guided_x0(net, x, tt, exercise, score, text, g, gs)
+                out = self._guided(net, x, tt, exercise, score, text, g, gs)
             else:
-                out = torch.cat([self._guided_x0(net, x[:, a:b], tt, exercise[i], score[i],
+                out = torch.cat([self._guided(net, x[:, a:b], tt, exercise[i], score[i],
                                                  None if text is None else text[i], g, gs)
                                  for i, (a, b) in enumerate(segments)], 1)
             x0 = self._to_x0(out, x, *self._alpha_sigma(tt, x))  # guidance is linear: the same in x0 or v
