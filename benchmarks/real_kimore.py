@@ -44,6 +44,9 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
     return res
 
 
+STABLE = {"velocity_w": "velocity", "acceleration_w": "acceleration", "jerk_w": "jerk"}
+
+
 def _ms(vals) -> str:
     v = np.asarray([x for x in vals if x is not None and np.isfinite(x)], np.float64)
     if not v.size:
@@ -68,6 +71,14 @@ def table(results: dict[str, list[dict]]) -> str:
         ref = [r["metrics"][k]["real_reference"]["mean"] for rs in results.values() for r in rs if k in r["metrics"]]
         cells = [_ms([r["metrics"][k]["generated"]["mean"] for r in results[f] if k in r["metrics"]]) for f in fams]
         lines.append(f"| {label(k)} {arrow(k)} | {_ms(ref)} | " + " | ".join(cells) + " |")
+        q = STABLE.get(k)
+        if q and all("kinematic_reference" in r for rs in results.values() for r in rs):
+            stable = [r["kinematic_reference"][q]["mean"] for rs in results.values() for r in rs]
+            ratios = [_ms([r["metrics"][k]["generated"]["mean"] / r["kinematic_reference"][q]["mean"]
+                           for r in results[f]]) for f in fams]
+            n = first["kinematic_reference"][q]["n_splits"]
+            lines.append(f"| ↳ generated / stable real reference (mean over {n} subject splits; target ≤ 2) "
+                         f"| {_ms(stable)} | " + " | ".join(ratios) + " |")
     exercises = sorted((first.get("downstream") or {}).get("conditions", {}).get("real", {})
                        .get("held_out_test", {}).get("per_exercise", {}))
     for cond in ("real", "real+augmented", "real+generated", "tstr"):

@@ -237,3 +237,26 @@ def test_snr_capped_weights_and_acceleration_loss_known_answers():
     kink = torch.zeros(2, 5, 3)
     kink[:, 2] = 1.0  # second difference -2 at frame 2, +1 at frames 1 and 3
     assert float(acceleration_loss(kink, torch.zeros_like(kink), mask)) == pytest.approx((1 + 4 + 1) / 3)
+
+
+def test_kinematic_losses_in_the_networks_own_space():
+    """kinematic_space="output" compares velocity/acceleration of the network's v with the true
+    v (x0's error divided by sigma_t): the same draw gives the same reconstruction term and a
+    different total; an unknown space is named."""
+    from rehabgen.train import _tensors
+
+    ds = toy_dataset(n=8)
+    M = get_family("diffusion")
+    losses = {}
+    for space in ("x0", "output"):
+        torch.manual_seed(0)
+        model, arrays = M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "prediction": "v", "w_acc": 1.0,
+                                                                "kinematic_space": space})
+        batch = {k: v[:4] for k, v in _tensors(arrays).items()}
+        torch.manual_seed(1)
+        losses[space] = model.loss(model.nets, batch)
+    (lx, ix), (lo, io) = losses["x0"], losses["output"]
+    assert ix["rec"] == pytest.approx(io["rec"]) and ix["vel"] != pytest.approx(io["vel"])
+    assert float(lx) != pytest.approx(float(lo))
+    with pytest.raises(ModelError, match="kinematic_space must be 'x0' or 'output'"):
+        M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "kinematic_space": "v"})

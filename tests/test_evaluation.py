@@ -203,9 +203,13 @@ def test_evaluate_against_a_separate_test_folder(tiny_run, tmp_path, monkeypatch
     assert set(kin) == {"overall", "Es1", "Es2", "Es3"}
     sp = kin["overall"]["speed"]["mean"]
     assert sp["real"] > 0 and sp["ratio"] == pytest.approx(sp["generated"] / sp["real"])
+    stable = saved["kinematic_reference"]
+    assert set(stable) == {"velocity", "acceleration", "jerk"} and stable["jerk"]["n_splits"] == 100
+    assert stable["jerk"]["min"] <= stable["jerk"]["mean"] <= stable["jerk"]["max"]
     md = (out / "report.md").read_text()
     assert f"test folder `{root / 'patients'}`" in md and "**" in md
     assert "| condition | overall RMSE | Es1 | Es2 | Es3 | exercise accuracy |" in md
+    assert "Kinematic distances against a stable real reference" in md
     assert (out / "downstream.png").stat().st_size > 0 and m["report"] == str(out / "report.md")
 
 

@@ -184,3 +184,25 @@ def test_bone_metrics_skip_padded_frames():
     assert limb_constraint_violations(junk, bones, ref, lengths=n) == 0.0
     assert limb_constraint_violations(junk, bones, ref) == pytest.approx(0.25)  # 10 of 40 frames
     np.testing.assert_allclose(reference_bone_lengths(junk, bones, lengths=n), ref)
+
+
+def test_split_kinematic_reference_known_answers():
+    """The same motion for every subject: zero distance in every split; one noisy subject moves
+    single splits a lot but the mean over splits sits between them; bad sizes are refused."""
+    from rehabgen.metrics.plausibility import split_kinematic_reference
+
+    t = np.linspace(0, 2 * np.pi, 40)
+    base = np.zeros((40, 3, 3), np.float32)
+    base[:, 1, 0] = 0.3 * np.sin(t)
+    subjects = [f"s{i}" for i in range(6) for _ in range(2)]
+    same = split_kinematic_reference([base] * 12, subjects, 2, fps=10.0, n_splits=5)
+    assert set(same) == {"velocity", "acceleration", "jerk"}
+    assert all(v["mean"] == pytest.approx(0.0, abs=1e-9) and v["n_splits"] == 5 for v in same.values())
+    rng = np.random.default_rng(0)
+    noisy = [base + (rng.normal(0, 0.02, base.shape).astype(np.float32) if s == "s0" else 0) for s in subjects]
+    ref = split_kinematic_reference(noisy, subjects, 2, fps=10.0, n_splits=30, seed=1)
+    j = ref["jerk"]
+    assert j["min"] < j["mean"] < j["max"] and j["std"] > 0
+    assert j["max"] > 1.5 * j["min"]  # which side holds the noisy subject moves a single split a lot
+    with pytest.raises(ValueError, match="test subjects"):
+        split_kinematic_reference([base] * 12, subjects, 6, fps=10.0)

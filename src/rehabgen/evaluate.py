@@ -36,7 +36,7 @@ from rehabgen.data.dataset import Dataset
 from rehabgen.metrics import registry
 from rehabgen.metrics.downstream import assessment_study
 from rehabgen.metrics.evaluator import Evaluator, eval_inputs, eval_inputs_from_positions
-from rehabgen.metrics.plausibility import kinematic_summary, reference_bone_lengths
+from rehabgen.metrics.plausibility import kinematic_summary, reference_bone_lengths, split_kinematic_reference
 from rehabgen.metrics.registry import RealReference, SampleSetContext, TextContext
 from rehabgen.models.options import SamplerOptions
 from rehabgen.models.timeline import sample_timeline, timeline_overlap
@@ -157,6 +157,18 @@ def kinematics_table(gen_runs: list[dict], real: dict) -> dict:
     return out
 
 
+def stable_kinematic_reference(train_ds: Dataset, real: RealReference, test_ds: Dataset, test_pos: list[np.ndarray],
+                               fps: float, seed: int, n_splits: int = 100) -> dict | None:
+    """`split_kinematic_reference` over every subject of the evaluation (training and test), with
+    as many test subjects as this evaluation has; None when there are too few subjects."""
+    pos = [p[:k] for p, k in zip(real.positions, real.lengths)] + list(test_pos)
+    subjects = [s.subject for s in train_ds.sequences + test_ds.sequences]
+    n_test = len(set(s.subject for s in test_ds.sequences))
+    if not 1 <= n_test < len(set(subjects)):
+        return None
+    return split_kinematic_reference(pos, subjects, n_test, fps, n_splits=n_splits, seed=seed)
+
+
 def _check_matches(ds: Dataset, model, folder) -> Dataset:
     """The dataset with the model's exercise vocabulary, or a DataError naming the folder and
     what differs (joints, exercises)."""
@@ -233,6 +245,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     gen, ref = mean_std(gen_runs), mean_std(ref_runs)
     metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
     kinematics = kinematics_table(gen_kin, _kinematics_by_exercise(test_pos, test_ex, exercises, spec.fps))
+    kin_reference = stable_kinematic_reference(train_ds, real, test_ds, test_pos, spec.fps, seed)
     text_checks = None
     if spec.text_encoder:
         text_metrics, text_checks = evaluate_text(model, ev, train_ds, test_ds, seed, repeats, steps)
@@ -254,7 +267,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         "n_generated_per_repeat": m, "repeats": repeats, "seed": seed,
         "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
         "test_subjects": test_ds.subjects, "test_subjects_also_in_training": shared,
-        "evaluator": ev_report, "metrics": metrics, "kinematics": kinematics, "text": text_checks,
+        "evaluator": ev_report, "metrics": metrics, "kinematics": kinematics,
+        "kinematic_reference": kin_reference, "text": text_checks,
         "downstream": study, "protocol": __doc__.strip(), "seconds": round(time.time() - t0, 1),
         "versions": versions(),
     }

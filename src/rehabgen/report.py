@@ -154,6 +154,31 @@ def kinematics_section(kin: dict) -> list[str]:
     return md + [""]
 
 
+KIN_METRICS = {"velocity": "velocity_w", "acceleration": "acceleration_w", "jerk": "jerk_w"}
+
+
+def kinematic_reference_section(ref: dict | None, metrics: dict) -> list[str]:
+    """Markdown: each kinematic distance against the real reference over many subject splits
+    (stable), beside this evaluation's one-split reference (which depends on who is in it)."""
+    if not ref:
+        return []
+    n = next(iter(ref.values()))["n_splits"]
+    md = ["### Kinematic distances against a stable real reference", "",
+          f"Real data against itself over {n} random subject splits of every subject here, with as many test "
+          "subjects as this evaluation: what a set of that many unseen people typically scores. One split's "
+          "reference moves with which people it holds (a few carry most of the tracking noise).", "",
+          "| distance | generated | real, this split | real, over splits: mean ± std (min–max) | generated / mean |",
+          "|---|---|---|---|---|"]
+    for q, v in ref.items():
+        m = metrics.get(KIN_METRICS.get(q, ""))
+        if not m:
+            continue
+        g, r1 = m["generated"]["mean"], m["real_reference"]["mean"]
+        md.append(f"| {q} ({KIN_UNITS.get('speed' if q == 'velocity' else q, '')}) | {g:.3f} | {r1:.3f} | "
+                  f"{v['mean']:.3f} ± {v['std']:.3f} ({v['min']:.3f}–{v['max']:.3f}) | {g / v['mean']:.2f} |")
+    return md + [""]
+
+
 def downstream_side(study: dict) -> str:
     """The test side the downstream table shows: the run's test subjects (never seen by the
     generator) when the study had any, else the folds' held-out training subjects."""
@@ -308,6 +333,7 @@ def write_report(out: str | Path, result: EvaluationResult) -> Path:
            "![feature space](features_pca.png)", "", "![trajectories](trajectories.png)", "",
            "![samples](samples.gif)", ""]
     md += kinematics_section(r.get("kinematics") or {})
+    md += kinematic_reference_section(r.get("kinematic_reference"), r["metrics"])
     if r.get("text"):
         md += text_section(r["text"])
     if r.get("downstream"):

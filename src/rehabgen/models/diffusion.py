@@ -97,6 +97,10 @@ class DiffusionModel(GenerativeModel):
         # steps that learn the motion's detail (v-prediction is snr_cap = inf); None: uniform
         "snr_cap": None,
         "w_acc": 1.0,  # acceleration loss on the x0 estimate: v-prediction's jitter (acceleration 4.2x -> 2.9x real)
+        # where the velocity/acceleration losses compare: "x0" (the clean-motion estimate) or
+        # "output" (the network's own output, v for v-prediction: its error reaches x0 scaled by
+        # sigma_t, so this weighs the low-noise steps, whose residual noise is the jitter, by 1/sigma^2)
+        "kinematic_space": "x0",
         "loss_on_filled": False,  # gap-filled values are inputs, never targets, by default
         "sampler": "dpm", "steps": 20, "guidance": 2.0,
         "score_guidance": None,  # a separate scale for the score's own effect (None: = guidance)
@@ -109,6 +113,8 @@ class DiffusionModel(GenerativeModel):
         h = self.hparams
         if h["prediction"] not in ("sample", "v"):
             raise ModelError(f"prediction must be 'sample' or 'v', got {h['prediction']!r}")
+        if h["kinematic_space"] not in ("x0", "output"):
+            raise ModelError(f"kinematic_space must be 'x0' or 'output', got {h['kinematic_space']!r}")
         self.train_scheduler = DDPMScheduler(num_train_timesteps=h["train_timesteps"], beta_schedule=h["beta_schedule"],
                                              prediction_type="sample", clip_sample=False)
         return {"denoiser": Denoiser(self.spec.dim, len(self.spec.exercises), h["d_model"], h["n_layers"],
@@ -146,11 +152,13 @@ class DiffusionModel(GenerativeModel):
         else:
             w = None if h["snr_cap"] is None else (1 + (a / s) ** 2).clamp(max=float(h["snr_cap"]))  # (B, 1, 1)
             rec = masked_mse(pred, x0, target_mask, w)
-        vel = velocity_loss(pred, x0, target_mask)
+        kin_pred, kin_true = (pred, x0) if h["kinematic_space"] == "x0" or h["prediction"] == "sample" else \
+            (out, a * noise - s * x0)
+        vel = velocity_loss(kin_pred, kin_true, target_mask)
         bone = bone_length_loss(self.body(pred), self.body(x0), target_mask, self.spec.bone_pairs)
         loss = rec + h["w_vel"] * vel + h["w_bone"] * bone
         if h["w_acc"]:
-            loss = loss + h["w_acc"] * acceleration_loss(pred, x0, target_mask)
+            loss = loss + h["w_acc"] * acceleration_loss(kin_pred, kin_true, target_mask)
         return loss, {"rec": float(rec.detach()), "vel": float(vel.detach()), "bone": float(bone.detach())}
 
     def _alpha_sigma(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
