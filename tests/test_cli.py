@@ -164,6 +164,12 @@ def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
     r = run("generate", out, "--text", "raise both arms", "--score", 44, "--n", 1, "--steps", 2, "--out", tmp_path / "g2.npz")
     assert r.exit_code == 0 and "no quality stated" in r.output and "--score 44 used" in r.output
     assert load_samples(tmp_path / "g2.npz")["score"].tolist() == [44.0]
+    r = run("generate", out, "--text", "make me a sandwich", "--n", 1, "--steps", 2, "--out", tmp_path / "g4.npz")
+    assert r.exit_code == 0, r.output
+    assert "warning: 'make me a sandwich' resembles no exercise this model was trained on: closest is Es" in r.output
+    assert "no quality stated" in r.output and json.loads((tmp_path / "g4.json").read_text())["warnings"]
+    assert "warning:" not in r.output.replace("warning: 'make me a sandwich'", "") and "warning" not in \
+        run("generate", out, "--text", "squat down", "--n", 1, "--steps", 2, "--out", tmp_path / "g5.npz").output
     r = run("generate", out, "--text", "raise both arms, done well", "--then", "squat down, done poorly", "--n", 1,
             "--length", 40, "--steps", 2, "--out", tmp_path / "g3.npz")
     assert r.exit_code == 0, r.output

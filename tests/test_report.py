@@ -98,7 +98,11 @@ def test_write_report_from_a_result_alone(tmp_path):
                "test_subjects_also_in_training": ["P1"], "evaluator": {"accuracy": 1.0, "score_mae": 3.0,
                                                                        "score_rmse": 4.0, "n": 4},
                "metrics": metrics, "kinematics": _kinematics(), "text": None, "downstream": fake_study(),
-               "protocol": "the protocol"}
+               "protocol": "the protocol",
+               "training": {"steps": 167, "planned_steps": 2000, "stopped_early": True,
+                            "stop_reason": "time limit (--minutes 4)", "seconds": 240.0},
+               "kinematic_reference": {q: {"mean": 0.25, "std": 0.1, "min": 0.1, "max": 0.5, "n_splits": 100}
+                                       for q in ("velocity", "acceleration", "jerk")}}
     samples = [arm_raise(24, seed=i) for i in range(4)]
     ex = ["Es1", "Es2", "Es1", "Es2"]
     res = EvaluationResult(summary, KINECT_V2, 5.0, ("Es1", "Es2"), samples, ex, np.array([20.0, 30, 40, 50]),
@@ -114,6 +118,9 @@ def test_write_report_from_a_result_alone(tmp_path):
     assert "Real reference of `fid`, `fid_regressor`, `accuracy`, " in md and registry.REFERENCE in md
     assert "## Kinematics: which way" in md and "## Downstream utility" in md and "the protocol" in md
     assert "fold_test / per_exercise" not in md  # the old flat list is gone
+    assert ("**Warning: training ended short of its plan: step 167 of 2000 (8 %), time limit (--minutes 4); "
+            "the model is undertrained**") in md
+    assert "| jerk (m/s³) | 1.000 | 0.500 | 0.250 ± 0.100 (0.100–0.500) | 4.00 |" in md
 
 
 def test_report_does_not_import_evaluate():

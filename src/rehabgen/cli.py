@@ -1,8 +1,15 @@
-"""`rehabgen` command line. Each command is a thin layer over a library function."""
+"""`rehabgen` command line. Each command is a thin layer over a library function.
+
+The boundary rules live here: every input is checked before any work starts (one line
+`error: ...`, exit 2), no command overwrites an existing output without --force, and every
+command that runs a model sets its threads (`rehabgen.threads`) and says how many it uses.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,17 +17,86 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Generative models of skeleton-based rehabilitation motion.")
-data_app = typer.Typer(no_args_is_help=True, help="Built-in data, inspection of data folders.")
-app.add_typer(data_app, name="data")
-console = Console(stderr=True, soft_wrap=True)  # messages must stay greppable: no hard wraps
+from rehabgen.threads import sleep_when_idle
+
+try:  # recent typer carries its own copy of click; its exceptions are those, not click's
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer, on click itself
+    from click import exceptions as click_exc
+
+sleep_when_idle()  # before any command imports torch
+
+console = Console(stderr=True, soft_wrap=True, highlight=False)  # messages must stay greppable: no hard wraps
+
+
+def say(msg: str) -> None:
+    """A message as it is: no rich markup, so paths and `rehabgen[text]` keep their brackets."""
+    console.print(Text(msg))
+
+
+def warn(msg: str) -> None:
+    console.print(Text.assemble(("warning:", "bold yellow"), " ", msg))
+
+
+def error(msg: str) -> None:
+    console.print(Text.assemble(("error:", "bold red"), " ", msg))
 
 
 def fail(msg: str, code: int = 2):
-    console.print(f"[bold red]error:[/] {msg}")
+    error(msg)
     raise typer.Exit(code)
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, an unknown option) and Ctrl-C outside training end with
+    one `error:` line like every other error, instead of a usage block or silence."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click_exc.ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `rehabgen` alone: the help, as a usage hint
+                e.show()
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            error(e.format_message() + hint)
+            sys.exit(e.exit_code)
+        except (click_exc.Abort, typer.Abort):
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            fail("interrupted (every file is written whole or not at all: nothing is left half-written)", 130)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  context_settings={"max_content_width": 120},  # wide terminals: fewer wrapped help lines
+                  help="Generative models of skeleton-based rehabilitation motion.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Built-in data, inspection of data folders.")
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool):
+    if value:
+        import rehabgen
+
+        print(f"rehabgen {rehabgen.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")):
+    """Generative models of skeleton-based rehabilitation motion."""
 
 
 def _load(path: Path):
@@ -31,6 +107,56 @@ def _load(path: Path):
         return load_dataset(path)
     except (DataError, SkeletonError) as e:
         fail(str(e))
+
+
+# ------------------------------------------------------------------------------------------
+# checks at the boundary
+# ------------------------------------------------------------------------------------------
+def _number(v: float | None, option: str, lo: float, hi: float | None = None, lo_open: bool = False) -> None:
+    """None, or a finite number in range; else one error naming the option and the range."""
+    from rehabgen.config import ConfigError, check_number
+
+    if v is not None:
+        try:
+            check_number(v, option, lo, hi, lo_open=lo_open)
+        except ConfigError as e:
+            fail(str(e))
+
+
+def _check_out_file(out: Path, force: bool, suffixes: tuple[str, ...] = (".npz",), sidecar: bool = True) -> None:
+    """--out must name a file of the right kind in a folder that can exist; an existing file
+    (or its .json record) is replaced only with --force."""
+    if out.is_dir():
+        fail(f"--out {out} is a folder; give a file name such as {out / ('samples' + suffixes[0])}")
+    if out.suffix.lower() not in suffixes:
+        fail(f"--out {out}: expected a {' or '.join(suffixes)} file")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                fail(f"--out {out}: {parent} is a file, not a folder")
+            break
+    for f in (out, out.with_suffix(".json")) if sidecar else (out,):
+        if f.exists() and not force:
+            fail(f"{f}: already exists (use --force to overwrite it, or another --out)")
+
+
+def _check_out_dir(out: Path, force: bool, what: str) -> None:
+    """A folder a command fills: new or empty, or replaced only with --force."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        fail(f"{out}: already holds {what} (use --force to overwrite it, or another --out)")
+
+
+def _threads(threads: int | None, main: bool = True) -> None:
+    from rehabgen.threads import use_threads
+
+    line = use_threads(threads)
+    if main:
+        say(line)
+
+
+THREADS_HELP = "CPU threads for torch [default: OMP_NUM_THREADS, else the cores available to this process]."
 
 
 # ------------------------------------------------------------------------------------------
@@ -45,12 +171,20 @@ def data_synth(
     force: bool = typer.Option(False, "--force", help="Write into a non-empty folder."),
 ):
     """Write a procedurally generated rehabilitation dataset in KIMORE layout."""
+    from rehabgen.data.kimore import INCOMPLETE_MARKER
     from rehabgen.data.synth import SynthConfig, write_synthetic_kimore
 
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        fail(f"{out_dir}: folder is not empty (use --force to write into it anyway)")
-    info = write_synthetic_kimore(out_dir, SynthConfig(n_subjects=subjects, seed=seed, noise=noise), progress=True)
-    console.print(f"wrote {info['n_sequences']} sequences of {info['n_subjects']} subjects to {out_dir}")
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"{out_dir}: is a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        what = "an unfinished `data synth`" if (out_dir / INCOMPLETE_MARKER).exists() else "files"
+        fail(f"{out_dir}: folder is not empty: it holds {what} (use --force to write into it anyway)")
+    try:
+        info = write_synthetic_kimore(out_dir, SynthConfig(n_subjects=subjects, seed=seed, noise=noise), progress=True)
+    except KeyboardInterrupt:
+        fail(f"interrupted: {out_dir} is incomplete and marked so ({INCOMPLETE_MARKER}); write it again with --force",
+             130)
+    say(f"wrote {info['n_sequences']} sequences of {info['n_subjects']} subjects to {out_dir}")
 
 
 @data_app.command("inspect")
@@ -62,18 +196,22 @@ def data_inspect(
     ds = _load(data_dir)
     s = ds.summary()
     s["fps"] = ds.fps
+    s["warnings"] = ds.warnings()
+    if ds.metadata.get("incomplete"):
+        warn(f"{data_dir}: {ds.metadata['incomplete']}")
     if as_json:
         sys.stdout.write(json.dumps(s, indent=2) + "\n")
         return
-    out = Console()
-    out.print(f"[bold]{data_dir}[/]: {s['n_subjects']} subjects, {s['n_sequences']} sequences, "
-              f"skeleton {s['skeleton']} ({s['n_joints']} joints), ~{ds.fps:g} fps, "
-              f"{s['pct_invalid_joints']}% invalid joints")
+    out = Console(soft_wrap=True, highlight=False)
+    out.print(Text(f"{data_dir}: {s['n_subjects']} subjects, {s['n_sequences']} sequences, skeleton {s['skeleton']} "
+                   f"({s['n_joints']} joints), ~{ds.fps:g} fps, {s['frames']['total']} frames in all, "
+                   f"{s['pct_invalid_joints']}% invalid joints"))
     t = Table(title="per exercise")
-    for c in ("exercise", "sequences", "subjects", "frames", "% invalid"):
+    for c in ("exercise", "sequences", "subjects", "frames (total)", "frames (mean)", "% invalid"):
         t.add_column(c)
     for ex, e in s["per_exercise"].items():
-        t.add_row(ex, str(e["n_sequences"]), str(e["n_subjects"]), str(e["n_frames"]), f"{e['pct_invalid_joints']:.2f}")
+        t.add_row(ex, str(e["n_sequences"]), str(e["n_subjects"]), str(e["n_frames"]),
+                  f"{e['n_frames'] / max(e['n_sequences'], 1):.0f}", f"{e['pct_invalid_joints']:.2f}")
     out.print(t)
     t = Table(title="scores")
     for c in ("score", "min", "max", "mean", "missing"):
@@ -81,14 +219,11 @@ def data_inspect(
     for name, v in s["scores"].items():
         t.add_row(name, str(v["min"]), str(v["max"]), str(v["mean"]), str(v["n_missing"]))
     out.print(t)
-    out.print("groups: " + ", ".join(f"{g}={n}" for g, n in s["per_group"].items()))
-    if s["quarantined"]:
-        t = Table(title=f"quarantined files ({len(s['quarantined'])})")
-        t.add_column("path")
-        t.add_column("reason")
+    out.print(Text("groups: " + ", ".join(f"{g}={n}" for g, n in s["per_group"].items())))
+    if s["quarantined"]:  # whole paths, one per line: a table would cut them
+        out.print(Text(f"quarantined files ({len(s['quarantined'])}), not used:"))
         for q in s["quarantined"]:
-            t.add_row(q["path"], q["reason"])
-        out.print(t)
+            out.print(Text(f"  {q['path']}: {q['reason']}"))
     else:
         out.print("no quarantined files")
 
@@ -115,6 +250,8 @@ def render_cmd(
 
     if view not in VIEWS:
         fail(f"--view must be one of {VIEWS}, got {view!r}")
+    out = out or Path(f"{source.resolve().stem}.gif")  # in the working directory, never inside the data
+    _check_out_file(out, force, (".gif", ".mp4"), sidecar=False)
     rng = np.random.default_rng(seed)
     if source.suffix == ".npz":
         from rehabgen.samples import SamplesError, load_samples
@@ -145,14 +282,11 @@ def render_cmd(
         valid = [ds[i].valid for i in idx]
         titles = [f"{ds[i].subject} {ds[i].exercise} TS {ds[i].score('TS'):.0f}" for i in idx]
         skeleton, fps = ds.skeleton, ds.fps
-    out = out or Path(f"{source.resolve().stem}.gif")  # in the working directory, never inside the data
-    if out.exists() and not force:
-        fail(f"{out}: already exists (use --force to overwrite, or --out)")
     try:
         path = render_gif(seqs, skeleton, out, titles=titles, valid=valid, fps=fps, view=view, max_frames=max_frames)
     except (ValueError, RuntimeError) as e:
         fail(str(e))
-    console.print(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -165,9 +299,9 @@ def _parse_sets(items: list[str]) -> dict:
             fail(f"--set expects key=value, got {it!r}")
         k, v = it.split("=", 1)
         try:
-            out[k] = json.loads(v)
+            out[k.strip()] = json.loads(v)
         except json.JSONDecodeError:
-            out[k] = v
+            out[k.strip()] = v
     return out
 
 
@@ -178,70 +312,92 @@ def _default(name: str):
     return getattr(RunConfig(), name) if name != "fps" else RunConfig().preprocess.fps
 
 
+RUN_FILES = ("checkpoint", "model", "log.csv", "config.json", "split.json", "train_summary.json")
+
+
 @app.command("train")
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder (config, checkpoints, logs, final model)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (KIMORE layout or generic import)."),
-    model: Optional[str] = typer.Option(None, "--model", help=f"Model family: diffusion, vae or gan \\[default: {_default('model')}]."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help=f"Optimizer steps \\[default: {_default('steps')}, or the run's on --resume]."),
-    seed: Optional[int] = typer.Option(None, "--seed", help=f"Seed of weights, batches and split \\[default: {_default('seed')}]."),
+    model: Optional[str] = typer.Option(None, "--model", help=f"Model family: diffusion, vae or gan [default: {_default('model')}]."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help=f"Optimizer steps [default: {_default('steps')}, or the run's on --resume]."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help=f"Seed of weights, batches and split [default: {_default('seed')}]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint, with its own config."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes (checkpointed)."),
-    max_len: Optional[int] = typer.Option(None, "--max-len", min=8, help=f"Longest sequence in frames (longer are cropped) \\[default: {_default('max_len')}]."),
-    fps: Optional[float] = typer.Option(None, "--fps", help=f"Frame rate the model works at \\[default: {_default('fps')}]."),
-    test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help=f"Share of subjects held out for evaluation \\[default: {_default('test_fraction')}]."),
-    ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", min=1, help=f"Checkpoint period in steps \\[default: {_default('ckpt_every')}]."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
-    sets: list[str] = typer.Option([], "--set", help="Model hyper-parameter key=value (repeatable)."),
-    text: bool = typer.Option(False, "--text", help="Also condition on text descriptions (needs rehabgen\\[text])."),
+    force: bool = typer.Option(False, "--force", help="Start a new run in --out, deleting the run there."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Also stop after this many minutes, checkpointed (a run that ends short of --steps says so)."),
+    max_len: Optional[int] = typer.Option(None, "--max-len", min=8, help=f"Longest sequence in frames (longer are cropped) [default: {_default('max_len')}]."),
+    fps: Optional[float] = typer.Option(None, "--fps", help=f"Frame rate the model works at [default: {_default('fps')}]."),
+    test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help=f"Share of subjects held out for evaluation, in [0, 1) [default: {_default('test_fraction')}]."),
+    ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", min=1, help=f"Checkpoint period in steps [default: {_default('ckpt_every')}]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Per-process batch size [default: the family's]."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate, > 0 [default: the family's]."),
+    sets: list[str] = typer.Option([], "--set", help="Model hyper-parameter key=value (repeatable); an unknown key lists the known ones."),
+    text: bool = typer.Option(False, "--text", help="Also condition on text descriptions (needs rehabgen[text])."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ):
-    """Train a generative model. Works under `torchrun --nproc_per_node=2` (data parallel)."""
+    """Train a generative model. Works under `torchrun --nproc_per_node=2` (data parallel).
+
+    Ctrl-C (or SIGTERM) stops after the current step with a checkpoint; `--resume` continues
+    exactly where it stopped."""
     import os
     from dataclasses import replace
 
+    from rehabgen.config import ConfigError, RunConfig, check_hparams
     from rehabgen.data import DataError
-    from rehabgen.models import ModelError, get_family
-    from rehabgen.config import RunConfig
     from rehabgen.runs import train_run
-    from rehabgen.text.encoder import TextEncoderError
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    _number(lr, "--lr", 0.0, lo_open=True)
+    _number(minutes, "--minutes", 0.0, lo_open=True)
+    if resume and force:
+        fail("--resume continues the run in --out and --force replaces it: give one of them")
     hp = _parse_sets(sets)
     if text:
         hp["text_encoder"] = "minilm"
-    if batch_size:
+    if batch_size is not None:
         hp["batch_size"] = batch_size
-    if lr:
+    if lr is not None:
         hp["lr"] = lr
+    if resume and data is not None:
+        recorded = _run_data(out)
+        if recorded is not None and Path(recorded) != data.resolve():
+            fail(f"--data {data} is not the folder this run was trained on ({recorded}); a resumed run keeps its "
+                 "data: drop --data, or start a new run with another --out")
+        data = None  # the same folder: nothing changes
     given = {k: v for k, v in {"data": None if data is None else str(data), "model": model, "seed": seed,
                                 "max_len": max_len, "test_fraction": test_fraction, "ckpt_every": ckpt_every,
                                 "hparams": hp or None}.items() if v is not None}
     if fps is not None:
         given["preprocess"] = replace(RunConfig().preprocess, fps=fps)
     changes = {k: v for k, v in {"steps": steps, "max_minutes": minutes}.items() if v is not None}
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    if resume and given:
+        fail(f"--resume continues the run with its own config.json; {', '.join(sorted(given))} can't change "
+             "(only --steps and --minutes)")
+    if not resume:
+        if data is None:
+            fail("--data is required (unless --resume)")
+        cfg = RunConfig(**given)
+        fam = _family(cfg.model)
+        try:
+            from rehabgen.models.base import COMMON_HPARAMS
+            from rehabgen.models.diffusion import SAMPLERS
+
+            check_hparams({**COMMON_HPARAMS, **fam.defaults}, hp, cfg.model,
+                          {"sampler": SAMPLERS, "prediction": ("sample", "v")})
+            replace(cfg, **changes).check()
+        except ConfigError as e:
+            fail(str(e))
+        if text and not fam.capabilities.text:
+            fail(f"--text: the {cfg.model} family can't be conditioned on text")
+        if rank == 0:  # the one process that writes decides (the others would race its deletion)
+            _check_run_dir(out, force)
+    _threads(threads, rank == 0)
     try:
-        if resume:
-            if given:
-                fail(f"--resume continues the run with its own config.json; {', '.join(sorted(given))} can't change "
-                     "(only --steps and --minutes)")
-            res = train_run(RunConfig(), out, resume=True, is_main=rank == 0, **changes)
-        else:
-            if data is None:
-                fail("--data is required (unless --resume)")
-            cfg = RunConfig(**given)
-            if text and not get_family(cfg.model).capabilities.text:
-                fail(f"--text: the {cfg.model} family can't be conditioned on text")
-            res = train_run(cfg, out, is_main=rank == 0, **changes)
-    except (DataError, ModelError, TextEncoderError) as e:
+        res = _train(train_run, RunConfig() if resume else cfg, out, resume, rank, changes)
+    except (DataError, ConfigError) as e:
         fail(str(e))
-    model = res["config"]["model"]
-    if rank == 0:
-        s = res["summary"]
-        console.print(f"trained {model} for {s['steps']} steps in {s['seconds']:.0f} s "
-                      f"({s['steps_per_s']:.1f} steps/s, {s['world_size']} process(es)); "
-                      f"loss {s['first_loss']:.4f} -> {s['final_loss_ema']:.4f}; model in {out / 'model'}")
+    code = _report_training(res, out, speak=rank == 0)
     if world > 1:  # clean multi-process exit (avoids rare aborts at interpreter shutdown)
         import torch.distributed as dist
 
@@ -250,7 +406,93 @@ def train_cmd(
             dist.destroy_process_group()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(code)
+    if code:
+        raise typer.Exit(code)
+
+
+def _family(name: str):
+    from rehabgen.models import ModelError, get_family
+
+    try:
+        return get_family(name)
+    except ModelError as e:
+        fail(f"--model: {e}")
+
+
+def _run_data(run_dir: Path) -> str | None:
+    """The data folder recorded in a run's config.json (resolved), None when there is none."""
+    try:
+        return json.loads((run_dir / "config.json").read_text()).get("data")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _check_run_dir(out: Path, force: bool) -> None:
+    """A new run goes into a folder without a run; --force deletes the run files there first."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a folder")
+    if not (out / "checkpoint").exists() and not (out / "model").exists():
+        return
+    if not force:
+        fail(f"{out}: already holds a run; use --resume to continue it, --force to replace it, or another --out")
+    for name in RUN_FILES:
+        p = out / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    say(f"--force: deleted the run in {out}")
+
+
+def _train(train_run, cfg, out: Path, resume: bool, rank: int, changes: dict) -> dict:
+    """train_run with the CLI's messages; Ctrl-C before the first step ends with one line."""
+    from rehabgen.models import ModelError
+    from rehabgen.text.encoder import TextEncoderError
+
+    try:
+        return train_run(cfg, out, resume=resume, is_main=rank == 0, log=warn, **changes)
+    except (ModelError, TextEncoderError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail(f"interrupted before the first training step: nothing to save; run the same command again "
+             f"(or `rehabgen train --out {out} --resume`)", 130)
+
+
+def _report_training(res: dict, out: Path, speak: bool = True) -> int:
+    """Say what happened in one line, and return the exit code: a run stopped short says so
+    loudly; an interrupted one says where its checkpoint is and how to resume it, and gives
+    130 (SIGINT) or 143 (SIGTERM)."""
+    resume_cmd = f"rehabgen train --out {out} --resume"
+    if "finished_at" in res:
+        if speak:
+            say(f"{out}: already finished at step {res['finished_at']} (planned {res['config'].get('steps')}); "
+                f"nothing to do, nothing changed. To train longer: {resume_cmd} --steps N (N > {res['finished_at']})")
+        return 0
+    s, model = res["summary"], res["config"]["model"]
+    reason = s["stop_reason"] or ""
+    if reason.startswith("interrupted") or reason.startswith("stopped with"):
+        if speak:
+            error(f"{reason} at step {s['steps']} of {s['planned_steps']}: checkpoint in {out / 'checkpoint'}, log "
+                  f"in {out / 'log.csv'}; continue with: {resume_cmd}")
+        return 143 if "SIGTERM" in reason else 130
+    if not speak:
+        return 0
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    span = f" (steps {s['resumed_from']}-{s['steps']})" if s["resumed_from"] else ""
+    say(f"trained {model} for {s['steps'] - s['resumed_from']} steps{span} in {s['seconds']:.0f} s "
+        f"({s['steps_per_s']:.1f} steps/s, {s['world_size']} process(es), {s['threads']} thread(s)); "
+        f"loss {f(s['first_loss'])} -> {f(s['final_loss_ema'])}; model in {out / 'model'}")
+    if s["stopped_early"]:
+        warn(_short_of_plan(s) + f"; continue with: {resume_cmd}")
+    return 0
+
+
+def _short_of_plan(s: dict) -> str:
+    done, plan = s["steps"], s["planned_steps"]
+    far = " FAR" if done < 0.5 * plan else ""
+    return (f"training ended{far} SHORT of its plan: step {done} of {plan} ({done / plan:.0%}), {s['stop_reason']}; "
+            "the model is undertrained")
 
 
 def _samples_out_config(run_dir, model, **kw) -> dict:
@@ -259,18 +501,29 @@ def _samples_out_config(run_dir, model, **kw) -> dict:
     return {"run": str(run_dir), "family": model.family, "model_step": model.step, **kw, "versions": versions()}
 
 
+GUIDANCE = (0.0, 10.0)  # classifier-free guidance: 0 = unconditional, 1 = plain conditional; above 10 nothing useful
+
+
+def _sampler_checks(score: float | None, guidance: float | None) -> None:
+    if score is not None and not math.isfinite(score):
+        fail(f"--score must be a finite number within the model's score range, got {score}")
+    _number(guidance, "--guidance", *GUIDANCE)
+
+
 @app.command("sample")
 def sample_cmd(
     run_dir: Path = typer.Argument(..., help="Run folder from `rehabgen train` (or a model folder)."),
-    out: Path = typer.Option(..., "--out", help="Output .npz (positions, exercise, score, skeleton, config)."),
+    out: Path = typer.Option(..., "--out", help="Output .npz (positions, exercise, score, skeleton, config) and its .json record."),
     exercise: str = typer.Option(..., "--exercise", help="Exercise name, comma-separated list, or 'all'."),
-    score: Optional[float] = typer.Option(None, "--score", help="Clinical score to ask for (e.g. TS 0-50)."),
+    score: Optional[float] = typer.Option(None, "--score", help="Clinical score to ask for (e.g. TS 0-50) [default: none, free]."),
     n: int = typer.Option(16, "--n", min=1, help="Samples per exercise."),
-    length: Optional[int] = typer.Option(None, "--length", help="Frames (at the model's fps); default: typical."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion solver steps."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale."),
+    length: Optional[int] = typer.Option(None, "--length", min=2, help="Frames (at the model's fps) [default: typical]."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps [default: the model's]."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help=f"Classifier-free guidance scale, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim or ddpm."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ):
     """Generate sequences for an exercise and score."""
     import numpy as np
@@ -279,6 +532,9 @@ def sample_cmd(
     from rehabgen.runs import load_model, write_json
     from rehabgen.samples import pad_sequences, save_samples
 
+    _sampler_checks(score, guidance)
+    _check_out_file(out, force)
+    _threads(threads)
     options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance)
     try:
         model = load_model(run_dir)
@@ -295,27 +551,55 @@ def sample_cmd(
     save_samples(out, pad_sequences(pos), exs, np.full(len(exs), np.nan if score is None else score),
                  model.spec.skeleton, cfg, model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
-    console.print(f"wrote {len(exs)} samples to {out}")
+    say(f"wrote {len(exs)} samples to {out}")
+
+
+RECOGNISED = 0.5  # cosine similarity to the nearest training description: held-out paraphrases >= 0.72, off-topic < 0.5
+
+
+def _unrecognised(model, parts: list[str], rest: list[str]) -> list[str]:
+    """A warning for each text that resembles no training description of the model's exercises
+    (measured on the words other than the quality), with the exercise it came closest to."""
+    from rehabgen.text.corpus import DESCRIPTIONS
+    from rehabgen.text.encoder import get_encoder
+
+    refs = [(e, t) for e in model.spec.exercises for t in DESCRIPTIONS.get(e, {}).get("train", [])]
+    if not refs:
+        return []
+    enc = get_encoder(model.spec.text_encoder)
+    sim = enc.encode(rest) @ enc.encode([t for _, t in refs]).T
+    out = []
+    for text, row in zip(parts, sim):
+        i = int(row.argmax())
+        if row[i] < RECOGNISED:
+            e = refs[i][0]
+            out.append(f"{text!r} resembles no exercise this model was trained on: closest is {e} "
+                       f"({DESCRIPTIONS[e]['train'][0]!r}) at similarity {row[i]:.2f} < {RECOGNISED}; "
+                       "the motion may be arbitrary")
+    return out
 
 
 @app.command("generate")
 def generate_cmd(
     run_dir: Path = typer.Argument(..., help="Run folder of a model trained with `--text`."),
     text: str = typer.Option(..., "--text", help="Free-text description of the exercise and how it is performed."),
-    out: Path = typer.Option(..., "--out", help="Output .npz."),
+    out: Path = typer.Option(..., "--out", help="Output .npz and its .json record."),
     then: list[str] = typer.Option([], "--then", help="A further movement after the previous one (repeatable): "
                                                       "one sequence composed of several descriptions."),
     n: int = typer.Option(4, "--n", min=1),
-    length: Optional[int] = typer.Option(None, "--length", help="Frames (at the model's fps), all segments together."),
-    score: Optional[float] = typer.Option(None, "--score", help="Clinical score; default: the quality the text states."),
-    steps: Optional[int] = typer.Option(None, "--steps"),
-    guidance: Optional[float] = typer.Option(None, "--guidance"),
-    seed: int = typer.Option(0, "--seed"),
+    length: Optional[int] = typer.Option(None, "--length", min=2, help="Frames (at the model's fps), all segments together."),
+    score: Optional[float] = typer.Option(None, "--score", help="Clinical score [default: the quality the text states]."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps [default: the model's]."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help=f"Classifier-free guidance scale, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's]."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ):
     """Generate sequences from a free-text description, or from several in a row (--then).
 
     How well the exercise is performed ("done poorly", "with full range of motion") is read
-    from the text and becomes the score condition; --score overrides it."""
+    from the text and becomes the score condition; --score overrides it. A text that resembles
+    none of the model's exercises gets a warning naming the closest one."""
     import numpy as np
 
     from rehabgen.models import ModelError, SamplerOptions
@@ -325,6 +609,11 @@ def generate_cmd(
     from rehabgen.text.encoder import TextEncoderError
 
     parts = [text, *then]
+    if any(not p.strip() for p in parts):
+        fail("--text/--then: empty description; describe the movement in a few words")
+    _sampler_checks(score, guidance)
+    _check_out_file(out, force)
+    _threads(threads)
     options = SamplerOptions(steps=steps, guidance=guidance)
     try:
         model = load_model(run_dir)
@@ -332,7 +621,8 @@ def generate_cmd(
             pos = sample_timeline(model, parts, n=n, length=length, seed=seed, score=score, options=options)
         else:
             pos = model.sample_text(text, n=n, length=length, seed=seed, score=score, options=options)
-        bands, unit, _ = model.read_text(parts)
+        bands, unit, rest = model.read_text(parts)
+        doubts = _unrecognised(model, parts, rest)
     except (ModelError, TextEncoderError, ValueError) as e:
         fail(str(e))
     nrm = model.spec.normalizer
@@ -342,26 +632,31 @@ def generate_cmd(
     cfg = _samples_out_config(run_dir, model, text=text, then=then, n=n, length=length, seed=seed, score=score,
                               **options.given())
     cfg["read_from_text"] = read if then else read[0]
+    cfg["warnings"] = doubts
     save_samples(out, pos, ["text"] * n, np.full(n, np.nan if used is None else used), model.spec.skeleton, cfg,
                  model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
+    for d in doubts:
+        warn(d)
     said = "; ".join("no quality stated" if r["quality"] is None else
                      f"quality read: {r['quality']} ({model.spec.score_name} ≈ {r['score']:g})" for r in read)
-    console.print(f"wrote {n} samples of {pos.shape[1]} frames for {' → '.join(map(repr, parts))} to {out} ({said}"
-                  f"{'' if score is None else f'; --score {score:g} used'})")
+    say(f"wrote {n} samples of {pos.shape[1]} frames for {' → '.join(map(repr, parts))} to {out} ({said}"
+        f"{'' if score is None else f'; --score {score:g} used'})")
 
 
 @app.command("complete")
 def complete_cmd(
     run_dir: Path = typer.Argument(..., help="Run folder of a diffusion model."),
     data: Path = typer.Option(..., "--data", help="Data folder holding the incomplete sequence."),
-    out: Path = typer.Option(..., "--out", help="Output .npz with the completed sequence."),
+    out: Path = typer.Option(..., "--out", help="Output .npz with the completed sequence, and its .json record."),
     subject: Optional[str] = typer.Option(None, "--subject"),
     exercise: Optional[str] = typer.Option(None, "--exercise"),
-    index: int = typer.Option(0, "--index", help="Which matching sequence (default the first)."),
+    index: int = typer.Option(0, "--index", min=0, help="Which matching sequence (default the first)."),
     drop: Optional[str] = typer.Option(None, "--drop", help="Also hide frames START:END (model frames), for a demo."),
-    steps: int = typer.Option(50, "--steps"),
-    seed: int = typer.Option(0, "--seed"),
+    steps: int = typer.Option(50, "--steps", min=1, help="Diffusion solver steps."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ):
     """Fill the missing joints/frames of a real sequence with the diffusion model (inpainting)."""
 
@@ -370,18 +665,22 @@ def complete_cmd(
     from rehabgen.runs import load_model, write_json
     from rehabgen.samples import save_samples
 
-    ds = _load(data)
-    hits = [s for s in ds.sequences if (subject is None or s.subject == subject) and (exercise is None or s.exercise == exercise)]
-    if len(hits) <= index:
-        fail(f"{data}: no sequence #{index} with subject={subject} exercise={exercise} ({len(hits)} match)")
-    seq = hits[index]
     drop_rng = None
     if drop:
         try:
             a, b = (int(v) for v in drop.split(":"))
         except ValueError:
             fail(f"--drop expects START:END, got {drop!r}")
+        if not 0 <= a < b:
+            fail(f"--drop START:END needs 0 <= START < END, got {drop!r}")
         drop_rng = (a, b)
+    _check_out_file(out, force)
+    ds = _load(data)
+    hits = [s for s in ds.sequences if (subject is None or s.subject == subject) and (exercise is None or s.exercise == exercise)]
+    if len(hits) <= index:
+        fail(f"{data}: no sequence #{index} with subject={subject} exercise={exercise} ({len(hits)} match)")
+    seq = hits[index]
+    _threads(threads)
     try:
         model = load_model(run_dir)
         res = complete_sequence(model, seq, ds.fps, seed=seed, drop_frames=drop_rng, options=SamplerOptions(steps=steps))
@@ -392,7 +691,7 @@ def complete_cmd(
     save_samples(out, res["positions"][None], [seq.exercise], [seq.score(model.spec.score_name)], model.spec.skeleton,
                  cfg | {"known_mask": res["known"].tolist()}, model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
-    console.print(f"completed {cfg['n_filled']} missing joint positions of {seq.subject} {seq.exercise}; wrote {out}")
+    say(f"completed {cfg['n_filled']} missing joint positions of {seq.subject} {seq.exercise}; wrote {out}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -405,12 +704,14 @@ def evaluate_cmd(
     out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, report.md, plots, GIF)."),
     test_data: Optional[Path] = typer.Option(None, "--test-data", help="Evaluate against this real test set "
                                              "(e.g. a published fold) instead of the run's held-out subjects."),
-    n: Optional[int] = typer.Option(None, "--n", help="Generated samples per repeat [default: one per held-out sequence]."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Generated samples per repeat [default: one per held-out sequence]."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repeats for mean ± std."),
     folds: int = typer.Option(3, "--folds", min=2, help="Subject-wise folds of the downstream study."),
     downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Run the downstream-utility study."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Diffusion solver steps for sampling."),
-    seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps for sampling [default: the model's]."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    force: bool = typer.Option(False, "--force", help="Overwrite the report in an existing --out."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ):
     """Fidelity, diversity, plausibility and downstream utility, each next to its real reference."""
     from rehabgen.data import DataError
@@ -418,25 +719,34 @@ def evaluate_cmd(
     from rehabgen.models import ModelError
     from rehabgen.report import metrics_table
 
+    _check_out_dir(out, force, "files (a report?)")
+    recorded = _run_data(run_dir)
+    if recorded is not None and Path(recorded) != data.resolve():
+        warn(f"--data {data} is not the folder this run was trained on ({recorded}): the run's train/test split "
+             "is applied by subject name, so 'held-out' subjects may not be held out")
+    _threads(threads)
     try:
         res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
                            steps=steps, test_data=test_data)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))
-    console.print(f"report: {res['report']}  ({res['seconds']:.0f} s)")
+    say(f"report: {res['report']}  ({res['seconds']:.0f} s)")
 
 
 @app.command("compare")
 def compare_cmd(
     reports: list[Path] = typer.Argument(..., help="Report folders from `rehabgen evaluate`."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the table to this Markdown file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
 ):
     """Put several evaluated models side by side in one table."""
     from rehabgen.data import DataError
     from rehabgen.evaluate import load_metrics
     from rehabgen.report import compare_table
 
+    if out:
+        _check_out_file(out, force, (".md",), sidecar=False)
     try:
         results = [load_metrics(r) for r in reports]
     except DataError as e:
@@ -448,38 +758,50 @@ def compare_cmd(
         from rehabgen.io import atomic_write_bytes
 
         atomic_write_bytes(out, (table + "\n").encode())
-        console.print(f"wrote {out}")
+        say(f"wrote {out}")
 
 
 # ------------------------------------------------------------------------------------------
 # demo
 # ------------------------------------------------------------------------------------------
+DEMO_OUTPUTS = ("data", "run", "report", "samples.npz", "samples.gif", "demo_config.json")
+BARELY_MOVES = 0.5  # samples' range of motion below this share of the real data's: undertrained
+
+
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for data, run, samples and pictures."),
     subjects: int = typer.Option(20, "--subjects", min=2, help="Subjects of built-in data."),
-    minutes: float = typer.Option(4.0, "--minutes", help="CPU minutes of diffusion training."),
-    steps: int = typer.Option(6000, "--steps", help="Upper bound on training steps."),
+    steps: int = typer.Option(1000, "--steps", min=1, help="Training steps of the diffusion model: a fixed number, "
+                                                           "so a busy machine takes longer but trains as much "
+                                                           "(about 4 minutes on an idle 2-core CPU)."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Run the evaluation suite at the end."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0),
+    force: bool = typer.Option(False, "--force", help="Delete an earlier demo in --out and start over."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
 ):
     """Built-in data -> train diffusion -> sample each exercise at low/high score -> render -> evaluate."""
-
     from rehabgen.config import RunConfig
     from rehabgen.data.synth import SynthConfig, write_synthetic_kimore
     from rehabgen.render import render_gif
     from rehabgen.runs import train_run, write_json
     from rehabgen.samples import pad_sequences, save_samples
 
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out_dir(out, force, "files (an earlier demo?)")
+    if force and out.is_dir():
+        for name in DEMO_OUTPUTS:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     data_dir, run_dir = out / "data", out / "run"
-    if not (data_dir / "SYNTH_INFO.json").is_file():
-        console.rule("1. built-in data")
-        write_synthetic_kimore(data_dir, SynthConfig(n_subjects=subjects, seed=seed), progress=True)
-    console.rule("2. train the diffusion model")
-    resume = (run_dir / "checkpoint").is_dir()
-    res = train_run(RunConfig(data=str(data_dir), model="diffusion", seed=seed), run_dir, resume=resume, steps=steps,
-                    max_minutes=minutes)
+    _threads(threads)
+    console.rule("1. built-in data")
+    write_synthetic_kimore(data_dir, SynthConfig(n_subjects=subjects, seed=seed), progress=True)
+    console.rule(f"2. train the diffusion model ({steps} steps)")
+    res = _train(train_run, RunConfig(data=str(data_dir), model="diffusion", seed=seed, steps=steps), run_dir,
+                 False, 0, {})
+    code = _report_training(res, run_dir)
+    if code:  # interrupted: the message says how to resume the run; the demo itself starts over with --force
+        raise typer.Exit(code)
     model = res["model"]
     console.rule("3. sample every exercise at a low and a high score")
     lo, hi = model.spec.normalizer.score_lo, model.spec.normalizer.score_hi
@@ -492,11 +814,17 @@ def demo_cmd(
             titles.append(f"{e} score {sc:.0f}")
             exs.append(e)
             scores.append(sc)
+    rom = _range_of_motion_ratio(model, run_dir, data_dir, seqs)
     cfg = {"command": "demo", "seed": seed, "scores": [low, high], "exercises": list(model.spec.exercises)}
     save_samples(out / "samples.npz", pad_sequences(seqs), exs, scores, model.spec.skeleton, cfg, model.spec.fps)
-    write_json(out / "demo_config.json", cfg | {"subjects": subjects, "minutes": minutes, "steps": steps})
+    write_json(out / "demo_config.json", cfg | {"subjects": subjects, "steps": steps,
+                                                "range_of_motion_vs_real": round(rom, 3)})
     gif = render_gif(seqs, model.spec.skeleton, out / "samples.gif", titles=titles, fps=model.spec.fps, cols=2)
-    console.print(f"samples: {out / 'samples.npz'}\nanimation: {gif}")
+    say(f"samples: {out / 'samples.npz'}\nanimation: {gif}\nrange of motion of the samples: {rom:.2f}x the real "
+        "training data's")
+    if rom < BARELY_MOVES:
+        warn(f"the samples barely move ({rom:.2f}x the real range of motion): the model is undertrained; train "
+             f"longer with `rehabgen train --out {run_dir} --resume --steps {2 * steps}`")
     if evaluate:
         console.rule("4. evaluate against held-out real subjects")
         from rehabgen.evaluate import evaluate_run
@@ -504,9 +832,26 @@ def demo_cmd(
 
         rep = evaluate_run(run_dir, data_dir, out / "report", seed=seed)
         print(metrics_table(rep["metrics"]))
-        console.print(f"report: {rep['report']}")
+        say(f"report: {rep['report']}")
     console.rule("done")
-    console.print(f"everything is in {out}/: data/, run/ (model, log.csv, config.json), samples.gif")
+    say(f"everything is in {out}/: data/, run/ (model, log.csv, config.json), samples.gif")
+
+
+def _range_of_motion_ratio(model, run_dir: Path, data_dir: Path, seqs: list) -> float:
+    """Mean range of motion (per sequence and joint) of generated sequences over the real
+    training sequences' as the model sees them: near 1 when samples move like the data."""
+    from rehabgen.data import load_dataset
+    from rehabgen.evaluate import model_space_real
+    from rehabgen.metrics.plausibility import range_of_motion
+    from rehabgen.runs import load_split
+    from rehabgen.samples import pad_sequences
+
+    real = model_space_real(model, load_split(run_dir, load_dataset(data_dir))[0])
+
+    def mean_rom(xs):
+        return float(range_of_motion(pad_sequences(xs), [len(x) for x in xs]).mean())
+
+    return mean_rom(seqs) / max(mean_rom(real), 1e-9)
 
 
 def main():  # pragma: no cover

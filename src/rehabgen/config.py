@@ -1,13 +1,18 @@
-"""The configuration of a training run: one schema, one default per setting."""
+"""The configuration of a training run: one schema, one default per setting, one validation."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
 from rehabgen.preprocess import PreprocessConfig
 
 MAX_LEN = 80  # frames at the model's rate; longer recordings are cropped (80 at 5 fps = 16 s)
+
+
+class ConfigError(ValueError):
+    """A setting is out of range or of the wrong type; the message names the option."""
 
 
 @dataclass
@@ -40,3 +45,63 @@ class RunConfig:
         if "preprocess" in kw:
             kw["preprocess"] = PreprocessConfig.from_dict(kw["preprocess"])
         return cls(**kw)
+
+    def check(self) -> "RunConfig":
+        """Raise ConfigError naming the command-line option of the first setting out of range,
+        before any data is read or any file is written."""
+        check_int(self.steps, "--steps", 1)
+        check_int(self.seed, "--seed", 0)
+        check_int(self.max_len, "--max-len", 8)
+        check_int(self.ckpt_every, "--ckpt-every", 1)
+        check_number(self.test_fraction, "--test-fraction", 0.0, 1.0, hi_open=True)
+        if self.max_minutes is not None:
+            check_number(self.max_minutes, "--minutes", 0.0, lo_open=True)
+        check_number(self.preprocess.fps, "--fps", 0.0, lo_open=True)
+        return self
+
+
+def check_int(v, name: str, lo: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def check_number(v, name: str, lo: float, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> None:
+    """A finite number in [lo, hi] (an open end where asked); the message states the range."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not (ok and (v > lo if lo_open else v >= lo) and (hi is None or (v < hi if hi_open else v <= hi))):
+        rng = f"a number {'>' if lo_open else '>='} {lo:g}" if hi is None else \
+            f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"{name} must be {rng}, got {v!r}")
+
+
+# hyper-parameters whose range is narrower than "a number >= 0"
+_UNIT = ("dropout", "ema")  # and every p_* key: probabilities and averaging rates in [0, 1]
+_POSITIVE = ("lr", "critic_lr")
+
+
+def check_hparams(defaults: dict, given: dict, family: str, choices: dict | None = None, option: str = "--set") -> None:
+    """Each given hyper-parameter must be known to the family and of its default's type (and
+    one of `choices[key]` where given): an unknown key lists the known ones; `d_model=abc`
+    names the type expected."""
+    for k, v in given.items():
+        if k not in defaults:
+            raise ConfigError(f"{option} {k}: unknown hyper-parameter of the {family} family; known: "
+                              f"{', '.join(sorted(defaults))}")
+        d, name = defaults[k], f"{option} {k}"
+        if choices and k in choices and v not in choices[k]:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, choices[k]))}, got {v!r}")
+        if isinstance(d, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"{name} must be true or false, got {v!r}")
+        elif isinstance(d, int):
+            if isinstance(v, bool) or not isinstance(v, int) or v < min(1, d):
+                raise ConfigError(f"{name} must be an integer >= {min(1, d)}, got {v!r} (default {d})")
+        elif isinstance(d, float) or d is None:  # None: an optional number
+            if v is not None or d is not None:
+                lo, hi = (0.0, 1.0) if k in _UNIT or k.startswith("p_") else (0.0, None)
+                try:
+                    check_number(v, name, lo, hi, lo_open=k in _POSITIVE)
+                except ConfigError as e:
+                    raise ConfigError(f"{e} (default {d})") from None
+        elif isinstance(d, str) and not isinstance(v, str):
+            raise ConfigError(f"{name} must be text, got {v!r} (default {d!r})")

@@ -157,6 +157,16 @@ def kinematics_table(gen_runs: list[dict], real: dict) -> dict:
     return out
 
 
+def _training_record(run_dir: Path) -> dict | None:
+    """How the run's training ended (train_summary.json): a run stopped short of its plan is
+    undertrained, and its report must say so."""
+    f = Path(run_dir) / "train_summary.json"
+    if not f.is_file():
+        return None
+    t = json.loads(f.read_text())
+    return {k: t.get(k) for k in ("steps", "planned_steps", "stopped_early", "stop_reason", "seconds")}
+
+
 def stable_kinematic_reference(train_ds: Dataset, real: RealReference, test_ds: Dataset, test_pos: list[np.ndarray],
                                fps: float, seed: int, n_splits: int = 100) -> dict | None:
     """`split_kinematic_reference` over every subject of the evaluation (training and test), with
@@ -263,7 +273,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
 
     summary = {
         "run": str(run_dir), "data": str(data), "test_data": None if test_data is None else str(test_data),
-        "family": model.family, "model_step": model.step,
+        "family": model.family, "model_step": model.step, "training": _training_record(run_dir),
         "n_generated_per_repeat": m, "repeats": repeats, "seed": seed,
         "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
         "test_subjects": test_ds.subjects, "test_subjects_also_in_training": shared,

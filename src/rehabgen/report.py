@@ -318,6 +318,11 @@ def write_report(out: str | Path, result: EvaluationResult) -> Path:
           f"Data: `{r['data']}` — {r['n_train_sequences']} training sequences; {r['n_test_sequences']} test "
           f"sequences ({test}); {r['n_generated_per_repeat']} generated per repeat, {r['repeats']} repeats, seed "
           f"{r['seed']}.", ""]
+    t = r.get("training") or {}
+    if t.get("stopped_early"):
+        md += [f"**Warning: training ended short of its plan: step {t['steps']} of {t['planned_steps']} "
+               f"({100 * t['steps'] / t['planned_steps']:.0f} %), {t.get('stop_reason') or 'stopped'}; the model is "
+               "undertrained** (continue with `rehabgen train --out RUN --resume`).", ""]
     if r.get("test_subjects_also_in_training"):
         md += [f"**Warning**: test subject id(s) {r['test_subjects_also_in_training']} are also training subjects; "
                "if they are the same people, the test numbers are optimistic.", ""]

@@ -16,7 +16,7 @@ from rehabgen.data import DataError, Dataset, load_dataset
 from rehabgen.data.splits import subject_split
 from rehabgen.io import atomic_write_bytes
 from rehabgen.models import GenerativeModel, ModelError, get_family, prepare_data
-from rehabgen.train import train
+from rehabgen.train import CKPT, train
 
 
 def write_json(path: Path, obj) -> None:
@@ -66,11 +66,37 @@ def load_model(run_dir: str | Path) -> GenerativeModel:
     raise ModelError(f"{p}: no trained model here (expected {p}/model/model.json from `rehabgen train`)")
 
 
+def checkpoint_step(run_dir: str | Path) -> int | None:
+    """The step of the run's checkpoint, None when it has none yet."""
+    tj = Path(run_dir) / CKPT / "trainer.json"
+    if not tj.is_file():
+        return None
+    try:
+        return int(json.loads(tj.read_text())["step"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{tj}: unreadable checkpoint state ({type(e).__name__}: {e})") from None
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    """The run's train_summary.json, None when absent or unreadable: a resume must not fail on it."""
+    f = Path(run_dir) / "train_summary.json"
+    try:
+        return json.loads(f.read_text()) if f.is_file() else None
+    except json.JSONDecodeError:
+        return None
+
+
 def train_run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True, accelerator=None,
-              is_main: bool = True, **changes) -> dict:
+              is_main: bool = True, log=None, **changes) -> dict:
     """Train (or, with `resume`, continue) the run in `out`. On resume the run's own config.json
-    is the configuration; `changes` may set the RESUMABLE fields only."""
+    is the configuration; `changes` may set the RESUMABLE fields only. `log(message)` hears the
+    warnings about the data (quarantined files, an unfinished folder).
+
+    Returns {"config", "summary", "model"}; resuming a run that already reached its planned steps
+    returns {"finished_at": step, "config", "summary"} and writes nothing, so its recorded results
+    stay as they are. A run stopped before its first checkpoint resumes from step 0."""
     out = Path(out)
+    say = log if (log and is_main) else (lambda msg: None)
     cfg_path = out / "config.json"
     if resume:
         if not cfg_path.is_file():
@@ -79,36 +105,63 @@ def train_run(cfg: RunConfig, out: str | Path, resume: bool = False, progress: b
         if fixed:
             raise ModelError(f"{out}: {', '.join(fixed)} can't change when a run is resumed (only "
                              f"{', '.join(RunConfig.RESUMABLE)}); start a new run with another --out")
-        cfg = replace(RunConfig.from_dict(json.loads(cfg_path.read_text())), **changes)
+        cfg = replace(RunConfig.from_dict(json.loads(cfg_path.read_text())), **changes).check()
+        at = checkpoint_step(out)
+        if at is not None and at >= cfg.steps:
+            return {"finished_at": at, "config": json.loads(cfg_path.read_text()), "summary": read_summary(out)}
+        if at is None:
+            say(f"{out}: no checkpoint yet (stopped before its first step); starting it again from step 0 "
+                "with its config.json")
+            resume = False
     else:
-        cfg = replace(cfg, **changes)
-        if (out / "checkpoint").exists() or (out / "model").exists():
+        cfg = replace(cfg, **changes).check()
+        if is_main and ((out / CKPT).exists() or (out / "model").exists()):  # only the writer checks: no race
             raise ModelError(f"{out}: already holds a run; use --resume to continue it or choose another --out")
     if cfg.data is None:
         raise DataError("no data folder given (--data)")
     ds = load_dataset(cfg.data)
+    for w in ds.warnings():
+        say(w)
     if len(ds) == 0:
         raise DataError(f"{cfg.data}: no usable sequence (see `rehabgen data inspect {cfg.data}`)")
     train_ds, test_ds, split = split_dataset(ds, cfg.test_fraction, cfg.seed)
+    if len(train_ds) == 0:
+        raise DataError(f"{cfg.data}: --test-fraction {cfg.test_fraction:g} leaves no training subject "
+                        f"(of {len(ds.subjects)})")
     if resume:
-        model = GenerativeModel.load(out / "checkpoint" / "model")
+        model = GenerativeModel.load(out / CKPT / "model")
         _, arrays = prepare_data(train_ds, cfg.preprocess, cfg.max_len, model.spec.score_name, model.spec.normalizer,
                                  model.spec.text_encoder, augment=model.hparams["augment"])
     else:
         import torch
 
         torch.manual_seed(cfg.seed)  # initial weights follow --seed
-        model, arrays = get_family(cfg.model).from_dataset(train_ds, cfg.preprocess, max_len=cfg.max_len, **cfg.hparams)
+        model, arrays = _build(cfg, train_ds)
     cfg = replace(cfg, data=str(Path(cfg.data).resolve()), hparams=model.hparams)
     record = {"command": "train", **cfg.to_dict(), "n_parameters": model.n_parameters(),
               "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
               "quarantined": len(ds.quarantined), "versions": versions()}
+    earlier = read_summary(out) if resume else None
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(cfg_path, record)
         write_json(out / "split.json", split)
     summary = train(model, arrays, steps=cfg.steps, seed=cfg.seed, out_dir=out, resume=resume,
                     ckpt_every=cfg.ckpt_every, progress=progress, max_minutes=cfg.max_minutes, accelerator=accelerator)
+    if earlier and earlier.get("first_loss") is not None:
+        summary["first_loss"] = earlier["first_loss"]  # the run's first loss, not this session's
     if is_main:
         write_json(out / "train_summary.json", summary)
     return {"config": record, "summary": summary, "model": model}
+
+
+def _build(cfg: RunConfig, train_ds: Dataset) -> tuple[GenerativeModel, object]:
+    """A new model and its training arrays; hyper-parameters that can't build the networks
+    (e.g. d_model not divisible by n_heads) become one ModelError naming them."""
+    try:
+        return get_family(cfg.model).from_dataset(train_ds, cfg.preprocess, max_len=cfg.max_len, **cfg.hparams)
+    except (DataError, ModelError):
+        raise
+    except (ValueError, TypeError, AssertionError, NotImplementedError, RuntimeError) as e:
+        given = ", ".join(f"{k}={v!r}" for k, v in sorted(cfg.hparams.items())) or "the defaults"
+        raise ModelError(f"the {cfg.model} model can't be built with {given}: {e}") from None

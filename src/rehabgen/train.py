@@ -3,7 +3,9 @@ checkpoints (safetensors + JSON, optimizer and RNG state included) and exact res
 
 Batches are drawn from the in-memory arrays with a generator seeded by (seed, step, rank), so
 a resumed run sees the same batches it would have seen without the interruption, and each
-data-parallel process sees its own part of the global batch.
+data-parallel process sees its own part of the global batch. Ctrl-C or SIGTERM end the loop
+after the current step with a checkpoint at that step, so no work is lost and `--resume`
+continues bit for bit (on the same machine and thread count).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import io
 import json
 import math
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -133,14 +138,40 @@ def load_checkpoint(run_dir: Path, model, optimizers, lr_scheds) -> int:
 # --------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------
+@contextmanager
+def _stop_on_signals():
+    """While training, SIGINT (Ctrl-C) and SIGTERM ask the loop to stop after the current step,
+    so that it can write a checkpoint and the log first; a second Ctrl-C stops at once (every
+    file is written atomically, so nothing is left half-written). Yields {"signal": name or None}."""
+    state: dict = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield state
+        return
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if state["signal"] == "SIGINT" and name == "SIGINT":
+            raise KeyboardInterrupt
+        state["signal"] = state["signal"] or name
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | Path | None = None,
           resume: bool = False, ckpt_every: int = 200, log_every: int = 10, progress: bool = True,
           max_minutes: float | None = None, mixed_precision: str = "no", accelerator=None,
           stop_at: int | None = None) -> dict:
     """Train `model` in place for `steps` optimizer steps (or until `max_minutes`, or until step
     `stop_at` of a `steps`-long schedule: the learning-rate schedule always spans `steps`).
+    SIGINT/SIGTERM stop it after the current step, checkpointed, as the time limit does.
 
-    Returns a summary: first/last smoothed loss, steps done, seconds, steps/s.
+    Returns a summary: steps done and planned, why it stopped short (if it did), first/last
+    smoothed loss, seconds, steps/s.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -183,51 +214,52 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
     if log_path and acc.is_main_process and resume and log_path.exists():
         with log_path.open() as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
-    bar = None
-    if progress and acc.is_main_process:
-        from tqdm.auto import tqdm
+    with _stop_on_signals() as sig:  # from here on, a signal ends the loop after a step, checkpointed
+        bar = None
+        if progress and acc.is_main_process:
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, initial=start, desc=f"train {model.family}", unit="step", dynamic_ncols=True,
-                   mininterval=1.0)
-    t0 = time.time()
-    ema = None
-    first = None
-    step = start
-    for step in range(start, steps):
-        batch = _batch(data, n, bs, seed, step, rank, world)
-        logs = model.train_step(nets, opts, batch, acc)
-        model.step = step + 1
-        model.ema_update({k: acc.unwrap_model(v) for k, v in nets.items()})
-        for s in lr_scheds.values():
-            s.step()
-        loss = logs["loss"]
-        ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-        if first is None:
-            first = loss
-        if acc.is_main_process:
-            if (step + 1) % log_every == 0 or step + 1 == steps:
-                rows.append({"step": step + 1, "loss_ema": round(ema, 6), **{k: round(v, 6) for k, v in logs.items()},
-                             "lr": optimizers[next(iter(optimizers))].param_groups[0]["lr"],
-                             "seconds": round(time.time() - t0, 2)})
-            if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{ema:.4f}")
-        done = step + 1
-        if max_minutes is not None and done - start == 20:
-            rate = 20 / max(time.time() - t0, 1e-6)
-            horizon[0] = min(steps, start + int(rate * (60 * max_minutes - (time.time() - t0))) + 20)
-        timed_out = (max_minutes is not None and (time.time() - t0) > 60 * max_minutes) or \
-            (stop_at is not None and done >= stop_at)
-        if out_dir and (done % ckpt_every == 0 or done == steps or timed_out):
-            acc.wait_for_everyone()
+            bar = tqdm(total=steps, initial=start, desc=f"train {model.family}", unit="step", dynamic_ncols=True,
+                       mininterval=1.0)
+        t0 = time.time()
+        ema = float(rows[-1]["loss_ema"]) if rows else None  # the smoothed loss goes on across a resume
+        first = None
+        done, reason = start, None
+        for step in range(start, steps):
+            batch = _batch(data, n, bs, seed, step, rank, world)
+            logs = model.train_step(nets, opts, batch, acc)
+            model.step = step + 1
+            model.ema_update({k: acc.unwrap_model(v) for k, v in nets.items()})
+            for s in lr_scheds.values():
+                s.step()
+            loss = logs["loss"]
+            ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+            if first is None:
+                first = loss
+            done = step + 1
+            reason = _stop_reason(sig["signal"], acc, world, max_minutes, time.time() - t0, stop_at, done)
             if acc.is_main_process:
-                _unwrap_into(model, nets, acc)
-                save_checkpoint(out_dir, model, optimizers, lr_scheds, done, {"seed": seed, "world_size": world})
-                _write_log(log_path, rows)
-        if timed_out:
-            break
-    else:
-        done = step + 1 if steps > start else start
+                if done % log_every == 0 or done == steps or reason:  # the log ends where training ends
+                    rows.append({"step": done, "loss_ema": round(ema, 6), **{k: round(v, 6) for k, v in logs.items()},
+                                 "lr": optimizers[next(iter(optimizers))].param_groups[0]["lr"],
+                                 "seconds": round(time.time() - t0, 2)})
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{ema:.4f}")
+            if max_minutes is not None and done - start == 20:
+                rate = 20 / max(time.time() - t0, 1e-6)
+                horizon[0] = min(steps, start + int(rate * (60 * max_minutes - (time.time() - t0))) + 20)
+                if bar:
+                    bar.total = max(horizon[0], done)  # the bar's end is what the time limit allows
+                    bar.refresh()
+            if out_dir and (done % ckpt_every == 0 or done == steps or reason):
+                acc.wait_for_everyone()
+                if acc.is_main_process:
+                    _unwrap_into(model, nets, acc)
+                    save_checkpoint(out_dir, model, optimizers, lr_scheds, done, {"seed": seed, "world_size": world})
+                    _write_log(log_path, rows)
+            if reason:
+                break
     if bar:
         bar.close()
     _unwrap_into(model, nets, acc)
@@ -235,11 +267,30 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
     for net in model.nets.values():
         net.eval()
     secs = time.time() - t0
-    if out_dir and acc.is_main_process:
+    if out_dir and acc.is_main_process and done > start:
         model.save(out_dir / "model")
         _write_log(log_path, rows)
-    return {"steps": done, "first_loss": first, "final_loss_ema": ema, "seconds": secs,
-            "steps_per_s": (done - start) / secs if secs > 0 else 0.0, "world_size": world}
+    return {"steps": done, "planned_steps": steps, "stopped_early": done < steps, "stop_reason": reason,
+            "resumed_from": start, "first_loss": first, "final_loss_ema": ema, "seconds": secs,
+            "steps_per_s": (done - start) / secs if secs > 0 else 0.0, "world_size": world,
+            "threads": torch.get_num_threads()}
+
+
+def _stop_reason(signame: str | None, acc, world: int, max_minutes: float | None, elapsed: float,
+                 stop_at: int | None, done: int) -> str | None:
+    """Why the loop stops after this step, or None. The processes of a data-parallel run stop
+    together: one that got a signal (or ran out of time) stops them all at the same step."""
+    reason = None
+    if signame:
+        reason = f"interrupted ({signame})"
+    elif max_minutes is not None and elapsed > 60 * max_minutes:
+        reason = f"time limit (--minutes {max_minutes:g})"
+    elif stop_at is not None and done >= stop_at:
+        reason = f"stop_at={stop_at}"
+    if world > 1:
+        anyone = acc.reduce(torch.tensor([float(reason is not None)], device=acc.device), reduction="sum").item() > 0
+        reason = reason or ("stopped with another process" if anyone else None)
+    return reason
 
 
 def _unwrap_into(model, nets: dict, acc) -> None:

@@ -115,6 +115,15 @@ class Dataset:
         keep = set(subjects)
         return self.subset([i for i, s in enumerate(self.sequences) if s.subject in keep])
 
+    def warnings(self) -> list[str]:
+        """What a user must hear before using this data: an unfinished folder, files left out."""
+        src = self.metadata.get("source", "the data folder")
+        out = [f"{src}: {self.metadata['incomplete']}"] if self.metadata.get("incomplete") else []
+        if self.quarantined:
+            out.append(f"{src}: {len(self.quarantined)} file(s) quarantined and not used; "
+                       f"`rehabgen data inspect {src}` lists them with the reasons")
+        return out
+
     def summary(self) -> dict:
         """What `rehabgen data inspect` prints: counts, frames, score ranges, invalid share."""
         per_ex: dict[str, dict] = {}

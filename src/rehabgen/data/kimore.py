@@ -45,6 +45,9 @@ GROUPS = {
 }
 STATE_NOT_TRACKED, STATE_INFERRED, STATE_TRACKED = 0, 1, 2
 MIN_FRAMES = 10
+# a writer of a KIMORE-layout folder (`rehabgen data synth`) creates this file first and removes it
+# last: a folder that still has it was not finished, and every reader says so
+INCOMPLETE_MARKER = "WRITING_INCOMPLETE"
 MAX_BODIES = 6  # a Kinect v2 tracks at most six people
 _SCORE_HEADER = re.compile(r"clinical\s*(TS|PO|CF)\s*Ex\s*#?\s*(\d+)", re.IGNORECASE)
 
@@ -67,6 +70,19 @@ def _parse_rows(path: Path) -> list[list[str]]:
             fields.pop()
         rows.append(fields)
     return rows
+
+
+def _ends_mid_row(path: Path) -> bool:
+    """True when the file's last byte is not a line end: the copy stopped in the middle of a row."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) not in (b"\n", b"\r")
+    except OSError:
+        return False
 
 
 def _to_float(fields: list[str]) -> np.ndarray:
@@ -130,6 +146,9 @@ def read_joint_bodies(path: Path, n_joints: int) -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{path}: rows have mixed widths ({widths}); no width covers half of the {len(rows)} rows")
     width = usable[0]
     T = len(rows)
+    if len(rows[-1]) < width and _ends_mid_row(path):
+        raise DataError(f"{path}: truncated: the file stops in the middle of row {T} ({len(rows[-1])} of {width} "
+                        "values); an incomplete copy? copy it again")
     values = np.full((T, width), np.nan)
     for t, r in enumerate(rows):
         if len(r) == width:
@@ -363,7 +382,11 @@ def _load_sequence(es_dir: Path, subject: str, group: str, skeleton: Skeleton,
     if ts_file is not None:
         ts = read_timestamps(ts_file, positions.shape[0])
         if ts is None:
-            quarantined.append(Quarantined(str(ts_file), "timestamps unreadable or frame count differs from JointPosition"))
+            n_ts = len(_parse_rows(ts_file))
+            why = (f"{n_ts} timestamps for {positions.shape[0]} JointPosition frames: one of the two files is "
+                   "incomplete; timestamps not used" if n_ts != positions.shape[0] else
+                   "timestamps unreadable (not numbers, or a frame step in no known unit); not used")
+            quarantined.append(Quarantined(str(ts_file), why))
         else:
             ts = ts[sl] - ts[sl][0]
     ex_num = int(es_dir.name[2:])
@@ -418,6 +441,10 @@ def load_kimore(root: str | Path, skeleton: Skeleton = KINECT_V2, exercises=tupl
             if seq is not None:
                 sequences.append(seq)
     fps = _estimate_fps(sequences)
+    incomplete = None
+    if (root / INCOMPLETE_MARKER).exists():
+        incomplete = (f"unfinished folder: {INCOMPLETE_MARKER} is still there, so the command writing it "
+                      "(`rehabgen data synth`) was stopped; subjects may be missing; write it again with --force")
     return Dataset(
         skeleton=skeleton,
         sequences=sequences,
@@ -426,7 +453,7 @@ def load_kimore(root: str | Path, skeleton: Skeleton = KINECT_V2, exercises=tupl
         fps=fps,
         # "bodies": which body was read from files with several per row and why; rows of another layout set aside
         metadata={"source": str(root), "format": "kimore", "missing_exercises": missing, "bodies": body_notes,
-                  "preprocessing": []},
+                  "preprocessing": [], **({"incomplete": incomplete} if incomplete else {})},
     )
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from rehabgen.data.kimore import (
-    EXERCISES, GROUPS, STATE_INFERRED, STATE_NOT_TRACKED, STATE_TRACKED, atomic_write_bytes, subject_folder,
-    write_clinical_assessment, write_kimore_sequence,
+    EXERCISES, GROUPS, INCOMPLETE_MARKER, STATE_INFERRED, STATE_NOT_TRACKED, STATE_TRACKED, atomic_write_bytes,
+    subject_folder, write_clinical_assessment, write_kimore_sequence,
 )
 from rehabgen.skeleton import KINECT_V2
 
@@ -461,9 +461,15 @@ def generate_subject(k: int, seed: int, fps: float = 30.0, noise: bool = True, p
 
 
 def write_synthetic_kimore(out_dir: str | Path, config: SynthConfig | None = None, progress: bool = False) -> dict:
-    """Write a KIMORE-layout folder; the same config writes byte-identical files."""
+    """Write a KIMORE-layout folder; the same config writes byte-identical files.
+
+    INCOMPLETE_MARKER exists while it writes and SYNTH_INFO.json only once it is done, so a
+    stopped run leaves a folder that every reader reports as unfinished."""
     cfg = config or SynthConfig()
     out = Path(out_dir)
+    (out / "SYNTH_INFO.json").unlink(missing_ok=True)
+    atomic_write_bytes(out / INCOMPLETE_MARKER, (json.dumps({"writer": "rehabgen data synth", "config": asdict(cfg)})
+                                                  + "\n").encode())
     it = range(cfg.n_subjects)
     if progress:
         from tqdm.auto import tqdm
@@ -486,4 +492,5 @@ def write_synthetic_kimore(out_dir: str | Path, config: SynthConfig | None = Non
     summary = {"n_subjects": cfg.n_subjects, "n_sequences": n_seq, "seed": cfg.seed, "config": asdict(cfg),
                "generator": "rehabgen.data.synth", "subjects": info}
     atomic_write_bytes(out / "SYNTH_INFO.json", (json.dumps(summary, indent=1) + "\n").encode())
+    (out / INCOMPLETE_MARKER).unlink()
     return summary

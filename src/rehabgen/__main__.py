@@ -1,0 +1,5 @@
+"""`python -m rehabgen`: the same command line as `rehabgen`."""
+
+from rehabgen.cli import main
+
+main()
