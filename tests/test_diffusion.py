@@ -221,7 +221,7 @@ def test_v_prediction_round_trip_and_training():
     assert np.isfinite(summary["final_loss_ema"]) and summary["final_loss_ema"] < summary["first_loss"]
     x = model.sample("Es1", 30.0, n=2, seed=0, options=SamplerOptions(steps=5))
     assert x.shape == (2, model.spec.default_length["Es1"], 25, 3) and np.isfinite(x).all()
-    with pytest.raises(ModelError, match="prediction must be 'sample' or 'v'"):
+    with pytest.raises(ModelError, match="prediction must be one of 'sample', 'v', got 'eps'"):
         M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "prediction": "eps"})
 
 
@@ -258,5 +258,24 @@ def test_kinematic_losses_in_the_networks_own_space():
     (lx, ix), (lo, io) = losses["x0"], losses["output"]
     assert ix["rec"] == pytest.approx(io["rec"]) and ix["vel"] != pytest.approx(io["vel"])
     assert float(lx) != pytest.approx(float(lo))
-    with pytest.raises(ModelError, match="kinematic_space must be 'x0' or 'output'"):
+    with pytest.raises(ModelError, match="kinematic_space must be one of 'x0', 'output', got 'v'"):
         M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "kinematic_space": "v"})
+
+
+def test_kinematic_weight_signal_weighs_low_noise_steps():
+    """The kinematic losses take per-sample weights: weight 0 removes a sample's term, and the
+    "signal" weighting is accepted while an unknown one is named."""
+    from rehabgen.models.layers import acceleration_loss, velocity_loss
+
+    kink = torch.zeros(2, 5, 3)
+    kink[0, 2] = 1.0
+    mask = torch.ones(2, 5, 1, dtype=torch.bool)
+    zero = torch.zeros_like(kink)
+    w = torch.tensor([0.0, 1.0])[:, None, None]
+    assert float(acceleration_loss(kink, zero, mask, w)) == 0.0 and float(velocity_loss(kink, zero, mask, w)) == 0.0
+    assert float(acceleration_loss(kink, zero, mask)) > 0
+    ds = toy_dataset(n=8)
+    M = get_family("diffusion")
+    M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "prediction": "v", "kinematic_weight": "signal"})
+    with pytest.raises(ModelError, match="kinematic_weight must be one of 'uniform', 'signal', got 'snr'"):
+        M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "kinematic_weight": "snr"})

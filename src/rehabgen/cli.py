@@ -381,10 +381,8 @@ def train_cmd(
         fam = _family(cfg.model)
         try:
             from rehabgen.models.base import COMMON_HPARAMS
-            from rehabgen.models.diffusion import SAMPLERS
 
-            check_hparams({**COMMON_HPARAMS, **fam.defaults}, hp, cfg.model,
-                          {"sampler": SAMPLERS, "prediction": ("sample", "v")})
+            check_hparams({**COMMON_HPARAMS, **fam.defaults}, hp, cfg.model, fam.choices)
             replace(cfg, **changes).check()
         except ConfigError as e:
             fail(str(e))

@@ -40,12 +40,16 @@ class GenerativeModel:
 
     family: ClassVar[str] = "base"
     defaults: ClassVar[dict] = {}
+    choices: ClassVar[dict[str, tuple]] = {}  # hyper-parameters that take one of a few values
     capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, spec: DataSpec, **hparams):
         unknown = set(hparams) - set(self.defaults) - set(COMMON_HPARAMS)
         if unknown:
             raise ModelError(f"{self.family}: unknown hyper-parameter(s) {sorted(unknown)}; known: {sorted(self.defaults)}")
+        for k, allowed in self.choices.items():
+            if k in hparams and hparams[k] not in allowed:
+                raise ModelError(f"{k} must be one of {', '.join(map(repr, allowed))}, got {hparams[k]!r}")
         self.spec = spec
         self.hparams = {**COMMON_HPARAMS, **self.defaults, **hparams}
         self.nets: dict[str, nn.Module] = self.build()

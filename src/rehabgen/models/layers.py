@@ -110,16 +110,19 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return err.sum() / m.sum().clamp_min(1.0)
 
 
-def velocity_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked MSE of frame-to-frame differences (both frames known)."""
+def velocity_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Masked MSE of frame-to-frame differences (both frames known); optional (B, 1, 1) weights."""
     m = mask[:, 1:] & mask[:, :-1]
-    return masked_mse(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1], m)
+    return masked_mse(pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1], m, weight)
 
 
-def acceleration_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def acceleration_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
     """Masked MSE of second differences (three consecutive frames known): penalises jitter."""
     m = mask[:, 2:] & mask[:, 1:-1] & mask[:, :-2]
-    return masked_mse(pred[:, 2:] - 2 * pred[:, 1:-1] + pred[:, :-2], target[:, 2:] - 2 * target[:, 1:-1] + target[:, :-2], m)
+    return masked_mse(pred[:, 2:] - 2 * pred[:, 1:-1] + pred[:, :-2], target[:, 2:] - 2 * target[:, 1:-1] + target[:, :-2],
+                      m, weight)
 
 
 def bone_length_loss(body_pred: torch.Tensor, body_true: torch.Tensor, mask: torch.Tensor,
