@@ -118,6 +118,8 @@ def main():
     ap.add_argument("--families", default="diffusion,vae,gan")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the first family (the one compared closely)")
     ap.add_argument("--other-seeds", default=None, help="seeds of the other families [default: --seeds]")
+    ap.add_argument("--seeds-of", action="append", default=[], metavar="FAMILY=SEEDS",
+                    help="seeds of one family, overriding the above (e.g. vae=0); repeatable")
     ap.add_argument("--steps", type=int, default=RunConfig().steps, help="equal training budget (optimizer steps)")
     ap.add_argument("--test-data", default=None)
     ap.add_argument("--repeats", type=int, default=3)
@@ -130,11 +132,13 @@ def main():
     results: dict[str, list[dict]] = {}
     for i, fam in enumerate(a.families.split(",")):
         seeds = a.seeds if i == 0 or a.other_seeds is None else a.other_seeds
+        seeds = dict(x.split("=", 1) for x in a.seeds_of).get(fam, seeds)
         for seed in (int(s) for s in seeds.split(",")):
             results.setdefault(fam, []).append(run_one(a.data, fam, seed, a.steps, out, a.test_data, a.repeats,
                                                        a.folds))
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
-            f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}), "
+            f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}"
+            f"{'; ' + ', '.join(a.seeds_of) if a.seeds_of else ''}), "
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
             f"training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
                                                    for f, rs in results.items()))

@@ -98,6 +98,34 @@ def test_downstream_study_no_leak_oracle_beats_noise(split):
     assert set(only_real["conditions"]) == {"real", "real+augmented"}
 
 
+def test_downstream_balanced_scores_label_generated_data_with_what_was_asked(split):
+    """gen_scores="balanced" asks for scores spread over each exercise's training range, and the
+    generated sequences are labelled with the scores asked for (an oracle that returns a real
+    sequence of the asked score then trains as well as on matched scores)."""
+    tr, te = split
+    asked = {}
+
+    def record(mode):
+        def gen(exs, scores, seed):
+            asked[mode] = (list(exs), np.asarray(scores))
+            return np.stack([tr.sequences[0].positions[:40]] * len(exs))
+        return gen
+
+    for mode in ("matched", "balanced"):
+        st = assessment_study(tr, te, record(mode), k=2, seed=0, steps=5, gen_scores=mode)
+        assert st["gen_scores"] == mode
+    real = np.array([s.score("TS") for s in tr.sequences])
+    exs, bal = asked["balanced"]
+    np.testing.assert_allclose(asked["matched"][1], real, rtol=1e-6)
+    assert not np.allclose(bal, real)
+    for e in set(exs):
+        sel = np.array([x == e for x in exs])
+        rs = real[[s.exercise == e for s in tr.sequences]]
+        assert rs.min() - 1e-4 <= bal[sel].min() and bal[sel].max() <= rs.max() + 1e-4
+    with pytest.raises(ValueError, match="gen_scores must be 'matched' or 'balanced'"):
+        assessment_study(tr, te, record("x"), k=2, seed=0, steps=5, gen_scores="uniform")
+
+
 def test_classic_augment_keeps_shape_and_changes_values():
     x = np.random.default_rng(0).normal(size=(3, 64, 75)).astype(np.float32)
     y = classic_augment(x, np.random.default_rng(1))

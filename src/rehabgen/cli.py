@@ -706,6 +706,9 @@ def evaluate_cmd(
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repeats for mean ± std."),
     folds: int = typer.Option(3, "--folds", min=2, help="Subject-wise folds of the downstream study."),
     downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Run the downstream-utility study."),
+    downstream_scores: str = typer.Option("matched", "--downstream-scores",
+                                          help="Scores the study's generated data is conditioned on: 'matched' (each "
+                                               "real sequence's) or 'balanced' (uniform over each exercise's range)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps for sampling [default: the model's]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite the report in an existing --out."),
@@ -717,6 +720,8 @@ def evaluate_cmd(
     from rehabgen.models import ModelError
     from rehabgen.report import metrics_table
 
+    if downstream_scores not in ("matched", "balanced"):
+        fail(f"--downstream-scores must be 'matched' or 'balanced', got {downstream_scores!r}")
     _check_out_dir(out, force, "files (a report?)")
     recorded = _run_data(run_dir)
     if recorded is not None and Path(recorded) != data.resolve():
@@ -725,7 +730,7 @@ def evaluate_cmd(
     _threads(threads)
     try:
         res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
-                           steps=steps, test_data=test_data)
+                           steps=steps, test_data=test_data, downstream_scores=downstream_scores)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))

@@ -196,7 +196,8 @@ def _check_matches(ds: Dataset, model, folder) -> Dataset:
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int | None = None, seed: int = 0,
                  repeats: int = 3, downstream: bool = True, folds: int = 3, steps: int | None = None,
                  evaluator_steps: int | None = None, progress: bool = True,
-                 test_data: str | Path | None = None, downstream_steps: int | None = None) -> dict:
+                 test_data: str | Path | None = None, downstream_steps: int | None = None,
+                 downstream_scores: str = "matched") -> dict:
     """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`; returns metrics.json's content.
 
     `data` is the folder the run was trained on (its training subjects come from the run's
@@ -269,7 +270,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
             return pad_sequences(generate_for(model, exs, scores, s, steps, length=L))
 
         study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name,
-                                 progress=progress, **({"steps": downstream_steps} if downstream_steps else {}))
+                                 progress=progress, gen_scores=downstream_scores,
+                                 **({"steps": downstream_steps} if downstream_steps else {}))
 
     summary = {
         "run": str(run_dir), "data": str(data), "test_data": None if test_data is None else str(test_data),
@@ -286,7 +288,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     write_json(out / "metrics.json", summary)
     write_json(out / "config.json", {"command": "evaluate", "run": str(run_dir), "data": str(data),
                                      "test_data": summary["test_data"], "n": n, "seed": seed, "repeats": repeats,
-                                     "downstream": downstream, "folds": folds, "steps": steps})
+                                     "downstream": downstream, "folds": folds, "steps": steps,
+                                     "downstream_scores": downstream_scores})
     result = EvaluationResult(
         summary=summary, skeleton=spec.skeleton, fps=spec.fps, exercises=tuple(exercises),
         samples=samples, sample_exercise=cond_ex, sample_score=cond_sc, real_test=test_pos, real_test_exercise=test_ex,

@@ -250,6 +250,9 @@ def downstream_section(study: dict, out: Path) -> list[str]:
           f"An assessment network ({score} regression + exercise) trained under each condition in {study['k']} "
           f"subject-wise folds of the training subjects; RMSE in {score} points, mean ± std over folds, best per "
           "column in bold. Protocol in metrics.json (`downstream.protocol`, fold subjects in `downstream.folds`).", ""]
+    if study.get("gen_scores") == "balanced":
+        md += [f"Generated data: conditioned on {score} values drawn uniformly over each exercise's training range "
+               "(`--downstream-scores balanced`), labelled with them.", ""]
     if side == "held_out_test":
         md += ["Tested on the test subjects, which neither the generator nor the assessor saw:", "",
                downstream_table(study, "held_out_test"), "",

@@ -81,9 +81,14 @@ def _aggregate(runs: list[dict]) -> dict:
 
 
 def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int = 3, seed: int = 0,
-                     n_gen_per_real: int = 1, steps: int = 300, score_name: str = "TS", progress: bool = False) -> dict:
+                     n_gen_per_real: int = 1, steps: int = 300, score_name: str = "TS", progress: bool = False,
+                     gen_scores: str = "matched") -> dict:
     """Run the protocol above. `generate(exercises: list[str], scores: ndarray, seed) -> (n, T, J, 3)`
-    metres; None skips the conditions that need it."""
+    metres; None skips the conditions that need it. `gen_scores`: "matched" conditions each
+    generated sequence on its real sequence's score; "balanced" on a score drawn uniformly over
+    that exercise's training range (more samples where real scores are rare), labelled with it."""
+    if gen_scores not in ("matched", "balanced"):
+        raise ValueError(f"gen_scores must be 'matched' or 'balanced', got {gen_scores!r}")
     folds = subject_kfold(train_ds, k=k, seed=seed)
     ex_names = tuple(train_ds.exercises)
     x, ex, sc = eval_inputs(train_ds, score_name)
@@ -103,9 +108,17 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
         conditions = list(CONDITIONS)
         reps = np.repeat(np.arange(len(train_ds)), n_gen_per_real)
         names = [train_ds[i].exercise for i in reps]
-        gen_sc = sc[reps]
+        gen_sc = sc[reps].copy()
+        if gen_scores == "balanced":
+            draw = np.random.default_rng(seed + 1)
+            for e in np.unique(ex):
+                known = (ex == e) & np.isfinite(sc)
+                sel = (ex[reps] == e) & np.isfinite(gen_sc)
+                if known.any():
+                    gen_sc[sel] = draw.uniform(sc[known].min(), sc[known].max(), sel.sum())
         pos = generate(names, gen_sc, seed)
         xg = eval_inputs_from_positions(pos, train_ds.skeleton, ex[reps], gen_sc)[0]
+        ug = (gen_sc - lo) / (hi - lo)  # the generated sequences' own labels
         gen_of = reps
     rng = np.random.default_rng(seed)
     xa = classic_augment(x, rng)
@@ -131,11 +144,11 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
             else:
                 g_sel = np.flatnonzero(np.isin(gen_of, tr))
                 if c == "tstr":
-                    X, E, U = xg[g_sel], ex[gen_of[g_sel]], u[gen_of[g_sel]]
+                    X, E, U = xg[g_sel], ex[gen_of[g_sel]], ug[g_sel]
                 else:
                     X = np.concatenate([x[tr], xg[g_sel]])
                     E = np.concatenate([ex[tr], ex[gen_of[g_sel]]])
-                    U = np.concatenate([u[tr], u[gen_of[g_sel]]])
+                    U = np.concatenate([u[tr], ug[g_sel]])
             net = _train_assessor(z(X), E, U, len(ex_names), steps, seed + 17 * f)
             pu, pe = _predict(net, z(x[te]))
             results[c]["fold_test"].append(_scores(pu, u[te], pe, ex[te], lo, hi, ex_names))
@@ -143,5 +156,5 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
                 pu, pe = _predict(net, z(xt))
                 results[c]["held_out_test"].append(_scores(pu, ut, pe, ext, lo, hi, ex_names))
     summary = {c: {side: _aggregate(runs) for side, runs in v.items() if runs} for c, v in results.items()}
-    return {"protocol": __doc__.strip(), "k": k, "score": score_name, "score_range": [lo, hi], "exercises": list(ex_names),
+    return {"protocol": __doc__.strip(), "k": k, "score": score_name, "gen_scores": gen_scores, "score_range": [lo, hi], "exercises": list(ex_names),
             "input_length": EVAL_LENGTH, "folds": fold_info, "conditions": summary}
