@@ -29,17 +29,18 @@ from rehabgen.runs import train_run
 
 
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
-            folds: int) -> dict:
+            folds: int, downstream_scores: str = "matched") -> dict:
     run = out / f"{family}_s{seed}"
     if not (run / "model" / "model.json").is_file():
         resume = (run / "checkpoint").is_dir()
         train_run(RunConfig(data=data, model=family, seed=seed, steps=steps), run, resume=resume, steps=steps)
     train_s = json.loads((run / "train_summary.json").read_text())["seconds"]  # of the (last) training session
-    rep = run / ("report_test" if test_data else "report")
+    rep = run / (("report_test" if test_data else "report") + ("" if downstream_scores == "matched" else "_balanced"))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
     else:
-        res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data)
+        res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,
+                           downstream_scores=downstream_scores)
     res["train_seconds"] = train_s
     return res
 
@@ -125,6 +126,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--downstream-scores", default="matched", choices=("matched", "balanced"),
+                    help="scores of the downstream study's generated data (see `rehabgen evaluate --help`)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -135,17 +138,19 @@ def main():
         seeds = dict(x.split("=", 1) for x in a.seeds_of).get(fam, seeds)
         for seed in (int(s) for s in seeds.split(",")):
             results.setdefault(fam, []).append(run_one(a.data, fam, seed, a.steps, out, a.test_data, a.repeats,
-                                                       a.folds))
+                                                       a.folds, a.downstream_scores))
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
             f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}"
             f"{'; ' + ', '.join(a.seeds_of) if a.seeds_of else ''}), "
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
+            f"downstream generated data: {a.downstream_scores} scores; "
             f"training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
                                                    for f, rs in results.items()))
     md = "\n\n".join([head, table(results), kinematics_lines(results)])
     print(md)
-    (out / "table.md").write_text(md + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    tag = "" if a.downstream_scores == "matched" else "_balanced"
+    (out / f"table{tag}.md").write_text(md + "\n")
+    (out / f"results{tag}.json").write_text(json.dumps(results, indent=1, default=str))
 
 
 if __name__ == "__main__":
