@@ -45,9 +45,6 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
     return res
 
 
-STABLE = {"velocity_w": "velocity", "acceleration_w": "acceleration", "jerk_w": "jerk"}
-
-
 def _ms(vals) -> str:
     v = np.asarray([x for x in vals if x is not None and np.isfinite(x)], np.float64)
     if not v.size:
@@ -72,8 +69,8 @@ def table(results: dict[str, list[dict]]) -> str:
         ref = [r["metrics"][k]["real_reference"]["mean"] for rs in results.values() for r in rs if k in r["metrics"]]
         cells = [_ms([r["metrics"][k]["generated"]["mean"] for r in results[f] if k in r["metrics"]]) for f in fams]
         lines.append(f"| {label(k)} {arrow(k)} | {_ms(ref)} | " + " | ".join(cells) + " |")
-        q = STABLE.get(k)
-        if q and all("kinematic_reference" in r for rs in results.values() for r in rs):
+        q = k.removesuffix("_w")  # the kinematic distances "<quantity>_w" have a stable reference
+        if all(q in (r.get("kinematic_reference") or {}) for rs in results.values() for r in rs):
             stable = [r["kinematic_reference"][q]["mean"] for rs in results.values() for r in rs]
             ratios = [_ms([r["metrics"][k]["generated"]["mean"] / r["kinematic_reference"][q]["mean"]
                            for r in results[f]]) for f in fams]

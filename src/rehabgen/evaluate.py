@@ -42,7 +42,7 @@ from rehabgen.models.options import SamplerOptions
 from rehabgen.models.timeline import sample_timeline, timeline_overlap
 from rehabgen.preprocess import preprocess_dataset
 from rehabgen.report import EvaluationResult, write_report
-from rehabgen.runs import load_model, load_split, split_dataset, versions, write_json
+from rehabgen.runs import load_model, load_split, read_summary, split_dataset, versions, write_json
 from rehabgen.samples import pad_sequences
 from rehabgen.text.corpus import DESCRIPTIONS, QUALITY, quality_band, quality_prompts
 from rehabgen.text.retrieval import TextMotionEvaluator, r_precision, sequence_texts
@@ -160,18 +160,16 @@ def kinematics_table(gen_runs: list[dict], real: dict) -> dict:
 def _training_record(run_dir: Path) -> dict | None:
     """How the run's training ended (train_summary.json): a run stopped short of its plan is
     undertrained, and its report must say so."""
-    f = Path(run_dir) / "train_summary.json"
-    if not f.is_file():
-        return None
-    t = json.loads(f.read_text())
-    return {k: t.get(k) for k in ("steps", "planned_steps", "stopped_early", "stop_reason", "seconds")}
+    t = read_summary(run_dir)
+    return None if t is None else {k: t.get(k) for k in ("steps", "planned_steps", "stopped_early", "stop_reason",
+                                                           "seconds")}
 
 
-def stable_kinematic_reference(train_ds: Dataset, real: RealReference, test_ds: Dataset, test_pos: list[np.ndarray],
-                               fps: float, seed: int, n_splits: int = 100) -> dict | None:
+def stable_kinematic_reference(train_ds: Dataset, train_pos: list[np.ndarray], test_ds: Dataset,
+                               test_pos: list[np.ndarray], fps: float, seed: int, n_splits: int = 100) -> dict | None:
     """`split_kinematic_reference` over every subject of the evaluation (training and test), with
     as many test subjects as this evaluation has; None when there are too few subjects."""
-    pos = [p[:k] for p, k in zip(real.positions, real.lengths)] + list(test_pos)
+    pos = list(train_pos) + list(test_pos)
     subjects = [s.subject for s in train_ds.sequences + test_ds.sequences]
     n_test = len(set(s.subject for s in test_ds.sequences))
     if not 1 <= n_test < len(set(subjects)):
@@ -226,7 +224,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                           score_name=score_name, seed=seed, progress=progress, **fit_kw)
     ev_report = ev.evaluate(test_ds)
 
-    real = real_reference(ev, train_ds, model_space_real(model, train_ds), spec.fps)
+    train_pos = model_space_real(model, train_ds)
+    real = real_reference(ev, train_ds, train_pos, spec.fps)
     test_pos = model_space_real(model, test_ds)
     test_ex = [s.exercise for s in test_ds.sequences]
     test_sc = np.array([s.score(score_name) for s in test_ds.sequences], np.float32)
@@ -256,7 +255,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     gen, ref = mean_std(gen_runs), mean_std(ref_runs)
     metrics = {k: {"generated": gen[k], "real_reference": ref[k]} for k in gen}
     kinematics = kinematics_table(gen_kin, _kinematics_by_exercise(test_pos, test_ex, exercises, spec.fps))
-    kin_reference = stable_kinematic_reference(train_ds, real, test_ds, test_pos, spec.fps, seed)
+    kin_reference = stable_kinematic_reference(train_ds, train_pos, test_ds, test_pos, spec.fps, seed)
     text_checks = None
     if spec.text_encoder:
         text_metrics, text_checks = evaluate_text(model, ev, train_ds, test_ds, seed, repeats, steps)

@@ -154,9 +154,6 @@ def kinematics_section(kin: dict) -> list[str]:
     return md + [""]
 
 
-KIN_METRICS = {"velocity": "velocity_w", "acceleration": "acceleration_w", "jerk": "jerk_w"}
-
-
 def kinematic_reference_section(ref: dict | None, metrics: dict) -> list[str]:
     """Markdown: each kinematic distance against the real reference over many subject splits
     (stable), beside this evaluation's one-split reference (which depends on who is in it)."""
@@ -169,12 +166,13 @@ def kinematic_reference_section(ref: dict | None, metrics: dict) -> list[str]:
           "reference moves with which people it holds (a few carry most of the tracking noise).", "",
           "| distance | generated | real, this split | real, over splits: mean ± std (min–max) | generated / mean |",
           "|---|---|---|---|---|"]
-    for q, v in ref.items():
-        m = metrics.get(KIN_METRICS.get(q, ""))
-        if not m:
+    for q, v in ref.items():  # the registry names each distance "<quantity>_w"
+        name = f"{q}_w"
+        if name not in metrics:
             continue
-        g, r1 = m["generated"]["mean"], m["real_reference"]["mean"]
-        md.append(f"| {q} ({KIN_UNITS.get('speed' if q == 'velocity' else q, '')}) | {g:.3f} | {r1:.3f} | "
+        g, r1 = metrics[name]["generated"]["mean"], metrics[name]["real_reference"]["mean"]
+        unit = registry.REGISTRY[name].unit if name in registry.REGISTRY else ""
+        md.append(f"| {q} ({unit}) | {g:.3f} | {r1:.3f} | "
                   f"{v['mean']:.3f} ± {v['std']:.3f} ({v['min']:.3f}–{v['max']:.3f}) | {g / v['mean']:.2f} |")
     return md + [""]
 

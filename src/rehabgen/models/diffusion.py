@@ -156,13 +156,13 @@ class DiffusionModel(GenerativeModel):
         out = nets["denoiser"](x_t, t, batch["exercise"], score, pad, drop_ex, drop_sc, text, drop_text)
         a, s = self._alpha_sigma(t, x0)
         pred = self._to_x0(out, x_t, a, s)
+        v = a * noise - s * x0  # the v target (used when the network predicts v)
         if h["prediction"] == "v":
-            rec = masked_mse(out, a * noise - s * x0, target_mask)
+            rec = masked_mse(out, v, target_mask)
         else:
             w = None if h["snr_cap"] is None else (1 + (a / s) ** 2).clamp(max=float(h["snr_cap"]))  # (B, 1, 1)
             rec = masked_mse(pred, x0, target_mask, w)
-        kin_pred, kin_true = (pred, x0) if h["kinematic_space"] == "x0" or h["prediction"] == "sample" else \
-            (out, a * noise - s * x0)
+        kin_pred, kin_true = (pred, x0) if h["kinematic_space"] == "x0" or h["prediction"] == "sample" else (out, v)
         kw = None if h["kinematic_weight"] == "uniform" else a ** 2  # (B, 1, 1)
         vel = velocity_loss(kin_pred, kin_true, target_mask, kw)
         bone = bone_length_loss(self.body(pred), self.body(x0), target_mask, self.spec.bone_pairs)
