@@ -191,3 +191,33 @@ def test_text_train_generate_evaluate(data, tmp_path, monkeypatch):
     assert "quality phrases move the score" in (tmp_path / "rep" / "report.md").read_text()
     r = run("generate", tmp_path / "nowhere", "--text", "x", "--out", tmp_path / "h.npz")
     assert r.exit_code == 2 and "no trained model here" in r.output
+
+
+def test_distill_then_sample_and_evaluate_the_student(run_dir, data, tmp_path, monkeypatch):
+    """`rehabgen distill` writes a run folder the other commands use like any run."""
+    monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
+    fast = tmp_path / "fast"
+    r = run("distill", run_dir, "--out", fast, "--student-steps", 2, "--teacher-steps", 4, "--trajectories", 16,
+            "--steps", 4, "--batch", 8, "--seed", 0, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "samples in 2 network evaluations (teacher: 8)" in r.output
+    cfg = json.loads((fast / "config.json").read_text())
+    assert cfg["command"] == "distill" and cfg["hparams"]["sampler"] == "distilled"
+    assert len(cfg["hparams"]["student_timesteps"]) == 2 and cfg["teacher"] == str(run_dir.resolve())
+    assert (fast / "split.json").read_text() == (run_dir / "split.json").read_text()
+    summary = json.loads((fast / "distill_summary.json").read_text())
+    assert summary["trajectories"] == 16 and summary["network_evaluations"] == {"teacher": 8, "student": 2}
+    assert (fast / "log.csv").read_text().startswith("step,")
+    r = run("sample", fast, "--exercise", "Es2", "--n", 2, "--out", tmp_path / "s.npz")
+    assert r.exit_code == 0, r.output
+    assert load_samples(tmp_path / "s.npz")["config"]["sampler"] == "distilled"
+    r = run("sample", fast, "--exercise", "Es2", "--steps", 5, "--out", tmp_path / "s5.npz")
+    assert r.exit_code == 2 and "samples in exactly 2 steps" in r.output
+    r = run("evaluate", fast, "--data", data, "--out", tmp_path / "rep", "--repeats", 1, "--no-downstream")
+    assert r.exit_code == 0, r.output
+    r = run("distill", run_dir, "--out", fast, "--student-steps", 2)
+    assert r.exit_code == 2 and "already holds" in r.output
+    r = run("distill", run_dir, "--out", tmp_path / "f2", "--student-steps", 30, "--teacher-steps", 20)
+    assert r.exit_code == 2 and "--student-steps 30 must not exceed --teacher-steps 20" in r.output
+    r = run("distill", fast, "--out", tmp_path / "f3")
+    assert r.exit_code == 2 and "already distilled" in r.output

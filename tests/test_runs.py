@@ -29,9 +29,10 @@ def test_resume_restores_every_run_config_field(kimore_tiny, tmp_path):
     default = RunConfig()
     cfg = RunConfig(data=str(kimore_tiny), model="diffusion", steps=4, seed=3, max_len=24, test_fraction=0.5,
                     max_minutes=30.0, ckpt_every=2, preprocess=replace(default.preprocess, fps=6.0, smooth=None),
-                    hparams=dict(TINY))
+                    hparams=dict(TINY), fold=1, folds=2)
     same = [f.name for f in fields(RunConfig) if getattr(cfg, f.name) == getattr(default, f.name)]
-    assert same == ["model"]  # every other field differs from its default, so a lost one shows
+    # every other field differs from its default, so a lost one shows (log_with: test_tracking)
+    assert same == ["model", "log_with"]
     out = tmp_path / "run"
     first = train_run(cfg, out, progress=False)
     saved = RunConfig.from_dict(json.loads((out / "config.json").read_text()))

@@ -27,6 +27,10 @@ try:  # recent typer carries its own copy of click; its exceptions are those, no
 except ImportError:  # pragma: no cover - older typer, on click itself
     from click import exceptions as click_exc
 
+# typer's own copy of click has no Abort (typer.Abort is it); naming a missing one in an `except`
+# turned every unexpected error into an AttributeError that hid the real one
+_ABORTS = tuple({getattr(click_exc, "Abort", typer.Abort), typer.Abort})
+
 sleep_when_idle()  # before any command imports torch
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)  # messages must stay greppable: no hard wraps
@@ -67,7 +71,7 @@ class _OneLineErrors(TyperGroup):
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
             error(e.format_message() + hint)
             sys.exit(e.exit_code)
-        except (click_exc.Abort, typer.Abort):
+        except _ABORTS:
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -157,6 +161,22 @@ def _threads(threads: int | None, main: bool = True) -> None:
 
 
 THREADS_HELP = "CPU threads for torch [default: OMP_NUM_THREADS, else the cores available to this process]."
+DEVICE_HELP = "Device: auto (CUDA when available, else the CPU), cpu, cuda or cuda:N."
+PRECISION_HELP = "Network arithmetic when sampling: fp32, bf16, or fp16 (CUDA only); the solver stays fp32."
+
+
+def _device(device: str, precision: str = "fp32") -> str:
+    """Check --device/--precision before any work: a GPU that is not there is one error line."""
+    from rehabgen.devices import DeviceError, check_precision, describe, resolve_device
+
+    try:
+        dev = resolve_device(device)
+        check_precision(precision, dev)
+    except DeviceError as e:
+        fail(str(e))
+    if dev.type != "cpu":
+        say(f"device: {describe(dev)}" + (f", {precision}" if precision != "fp32" else ""))
+    return str(dev)
 
 
 # ------------------------------------------------------------------------------------------
@@ -228,6 +248,94 @@ def data_inspect(
         out.print("no quarantined files")
 
 
+@data_app.command("export")
+def data_export(
+    data_dir: Path = typer.Argument(..., help="Data folder: KIMORE layout, generic import or Rehab-Pile."),
+    fmt: str = typer.Option(..., "--format", help="Output layout; so far: rehab-pile (aeon, deep-rehab-pile)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (new or empty; --force replaces it)."),
+    name: str = typer.Option("KIMORE_reg", "--name", help="Dataset name prefix: one folder regression/<NAME>_<EX> "
+                             "per exercise (Es1..Es5 -> LA, LT, TR, PR, Sq, as in Rehab-Pile)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Subject-wise folds, the same for every exercise."),
+    joints: Optional[int] = typer.Option(None, "--joints", min=1, help="Joints kept: 18 maps Kinect v2's 25 to the 18 "
+                                         "KIMORE has in Rehab-Pile [default: 18 for Kinect v2 data, else all]."),
+    length: Optional[int] = typer.Option(None, "--length", min=2, help="Frames per sequence, resampled linearly "
+                                         "[default: the exercise's mean length]."),
+    exercise: list[str] = typer.Option([], "--exercise", help="Only this exercise (repeatable) [default: all]."),
+    add_generated: list[Path] = typer.Option([], "--add-generated", help="Run folder (`rehabgen train`) whose samples "
+                                             "join the training folds only: one run for all folds, or one per fold "
+                                             "in fold order (repeat the option)."),
+    per_real: int = typer.Option(1, "--per-real", min=1, help="Generated sequences per real training sequence, "
+                                 "conditioned on its exercise and score."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the folds and of the generated samples."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out folder."),
+):
+    """Write a dataset in another toolkit's layout: Rehab-Pile's regression folds (x (N, joints*3, T)
+    joint-major, y the score as it is, info.json), optionally with generated training sequences."""
+    import platform
+
+    import numpy as np
+
+    import rehabgen
+    from rehabgen.data import DataError
+    from rehabgen.data.rehabpile import FORMATS, RECORD, check_one_skeleton, export_rehab_pile
+    from rehabgen.skeleton import SkeletonError
+
+    if fmt not in FORMATS:
+        fail(f"--format {fmt!r}: unknown format; choose from {', '.join(FORMATS)}")
+    src, dst = data_dir.resolve(), out.resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        fail(f"--out {out} and the data folder {data_dir} contain one another; write the export elsewhere")
+    _check_out_dir(out, force, "files")
+    if add_generated and len(add_generated) not in (1, folds):
+        fail(f"--add-generated: {len(add_generated)} runs for {folds} folds; give one run, or one per fold")
+    ds = _load(data_dir)
+    try:
+        check_one_skeleton(ds)  # before the warnings: a mixed folder is the error, not a quarantined file
+    except DataError as e:
+        fail(str(e))
+    for w in ds.warnings():
+        warn(w)
+    names = [n for n in dict.fromkeys(k for s in ds.sequences for k, v in s.scores.items() if np.isfinite(v))]
+    score = "TS" if "TS" in names or not names else names[0]
+    errors: tuple = (DataError, SkeletonError)
+    record = {"command": "data export", "source": str(src), "runs": [str(r.resolve()) for r in add_generated],
+              "versions": {"rehabgen": rehabgen.__version__, "python": platform.python_version(),
+                           "numpy": np.__version__}}
+    models = labels = subjects = None
+    if add_generated:
+        from rehabgen.models import ModelError
+        from rehabgen.runs import load_model, versions
+
+        errors += (ModelError,)
+        _threads(threads)
+        loaded = {}
+        for r in dict.fromkeys(add_generated):
+            try:
+                loaded[r] = load_model(r)
+            except ModelError as e:
+                fail(str(e))
+        runs = list(add_generated) * folds if len(add_generated) == 1 else list(add_generated)
+        models, labels = [loaded[r] for r in runs], [str(r) for r in runs]
+        subjects = []
+        for r in runs:  # whom each generator saw: its run's training subjects
+            sp = r / "split.json"
+            subjects.append(set(json.loads(sp.read_text()).get("train", [])) if sp.is_file() else None)
+        record["versions"] = versions()
+    try:
+        top = export_rehab_pile(ds, out, name=name, folds=folds, joints=joints, length=length, seed=seed,
+                                exercises=exercise or None, score=score, models=models, model_labels=labels,
+                                model_subjects=subjects, per_real=per_real, record=record, progress=True, log=warn)
+    except errors as e:
+        fail(str(e))
+    for d in top["datasets"]:
+        gen = f" + {min(d['generated'])}-{max(d['generated'])} generated" if max(d["generated"]) else ""
+        say(f"wrote {out / 'regression' / d['name']}: {d['exercise']}, x ({d['n_sequences']}, {d['x_shape'][1]}, "
+            f"{d['length_TS']}), {folds} folds: train {min(d['train'])}-{max(d['train'])} real{gen}, "
+            f"test {min(d['test'])}-{max(d['test'])}")
+    say(f"y = {score} as it is; options, folds' subjects and generated rows in {out / RECORD}")
+
+
 # ------------------------------------------------------------------------------------------
 # render
 # ------------------------------------------------------------------------------------------
@@ -290,6 +398,89 @@ def render_cmd(
 
 
 # ------------------------------------------------------------------------------------------
+# export-bvh
+# ------------------------------------------------------------------------------------------
+@app.command("export-bvh")
+def export_bvh_cmd(
+    source: Path = typer.Argument(..., help="A samples .npz (from `rehabgen sample`, `generate`, `complete`) or a data folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the .bvh files and export.json; new or empty (--force replaces it)."),
+    exercise: Optional[str] = typer.Option(None, "--exercise", help="Only this exercise (e.g. Es1)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Only this subject (data folders)."),
+    force: bool = typer.Option(False, "--force", help="Replace an output folder that is not empty."),
+):
+    """Write one BVH file per sequence (Blender: File > Import > Motion Capture (.bvh)).
+
+    Centimetres, Y up, subject facing +Z; rotations solved from the joint positions on a skeleton
+    with the sequence's median bone lengths. Lost joints are filled by interpolation in time.
+    """
+    from rehabgen.bvh import BvhError, ExportItem, export_bvh
+
+    if not source.exists():
+        fail(f"{source}: no such file or directory")
+    if source.is_file() and source.suffix.lower() != ".npz":
+        fail(f"{source}: expected a samples .npz (from `rehabgen sample`) or a data folder")
+    _check_out_dir(out, force, "files")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                fail(f"--out {out}: {parent} is a file, not a folder")
+            break
+    src, dst = source.resolve(), out.resolve()
+    if src == dst or dst in src.parents:
+        fail(f"--out {out} holds the source {source}; writing there would replace it: give another folder")
+
+    def _num(v):
+        v = float(v)
+        return v if math.isfinite(v) else None
+
+    if source.is_file():
+        from rehabgen.samples import SamplesError, load_samples
+
+        try:
+            smp = load_samples(source)
+        except SamplesError as e:
+            fail(str(e))
+        if subject:
+            fail("--subject applies to data folders; a samples file has no subjects")
+        idx = [i for i in range(len(smp["positions"])) if exercise is None or smp["exercise"][i] == exercise]
+        if not idx:
+            fail(f"{source}: no samples of exercise {exercise!r} (it has {sorted(set(smp['exercise'].tolist()))})")
+        items = [ExportItem(f"{source.stem}_{i:03d}_{smp['exercise'][i]}", smp["positions"][i], None,
+                            f"{source} (sample {i})",
+                            {"sample": i, "exercise": str(smp["exercise"][i]), "score": _num(smp["score"][i])})
+                 for i in idx]
+        skeleton, fps = smp["skeleton"], float(smp["fps"])
+    else:
+        ds = _load(source)
+        for w in ds.warnings():
+            warn(w)
+        seqs = [s for s in ds.sequences
+                if (exercise is None or s.exercise == exercise) and (subject is None or s.subject == subject)]
+        if not seqs:
+            fail(f"{source}: no sequence matches exercise={exercise} subject={subject}")
+        items = [ExportItem(f"{s.subject}_{s.exercise}", s.positions, s.valid, s.source or f"{source} ({s.subject} {s.exercise})",
+                            {"subject": s.subject, "group": s.group, "exercise": s.exercise,
+                             "scores": {k: _num(v) for k, v in s.scores.items()}})
+                 for s in seqs]
+        skeleton, fps = ds.skeleton, float(ds.fps)
+    try:
+        rec = export_bvh(items, skeleton, fps, out, source=str(source), progress=True)
+    except BvhError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"--out {out}: can't write ({e.strerror or e})")
+    rt, bl = rec["round_trip_cm"], rec["bone_length_change_cm"]
+    say(f"wrote {len(rec['files'])} BVH file(s) to {out} ({rec['joints']} joints, {fps:g} fps, centimetres, Y up, "
+        f"facing +Z) and {out / 'export.json'}")
+    if rec["filled_joint_frames"]:
+        say(f"lost joints filled by interpolation in time: {rec['filled_joint_frames']} joint-frames "
+            f"({100 * rec['filled_fraction']:.2f}%)")
+    say(f"round trip (forward kinematics of the written rotations vs the input): mean {rt['mean']:.2f} cm, "
+        f"max {rt['max']:.2f} cm; the input's bone lengths stray from their medians by {bl['mean']:.2f} cm "
+        f"on average (max {bl['max']:.2f} cm), which a BVH's fixed bones can't follow")
+
+
+# ------------------------------------------------------------------------------------------
 # models: train, sample, complete
 # ------------------------------------------------------------------------------------------
 def _parse_sets(items: list[str]) -> dict:
@@ -328,12 +519,19 @@ def train_cmd(
     max_len: Optional[int] = typer.Option(None, "--max-len", min=8, help=f"Longest sequence in frames (longer are cropped) [default: {_default('max_len')}]."),
     fps: Optional[float] = typer.Option(None, "--fps", help=f"Frame rate the model works at [default: {_default('fps')}]."),
     test_fraction: Optional[float] = typer.Option(None, "--test-fraction", help=f"Share of subjects held out for evaluation, in [0, 1) [default: {_default('test_fraction')}]."),
+    fold: Optional[int] = typer.Option(None, "--fold", min=0, help="Hold out this fold of a subject-wise --folds partition (the same subjects whatever --seed) instead of --test-fraction."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, help=f"Number of subject-wise folds for --fold [default: {_default('folds')}]."),
     ckpt_every: Optional[int] = typer.Option(None, "--ckpt-every", min=1, help=f"Checkpoint period in steps [default: {_default('ckpt_every')}]."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Per-process batch size [default: the family's]."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate, > 0 [default: the family's]."),
     sets: list[str] = typer.Option([], "--set", help="Model hyper-parameter key=value (repeatable); an unknown key lists the known ones."),
     text: bool = typer.Option(False, "--text", help="Also condition on text descriptions (needs rehabgen[text])."),
+    log_with: Optional[str] = typer.Option(None, "--log-with", help="Experiment tracker for losses, lr and steps/s: csv "
+                                           "(log.csv only, needs nothing), tensorboard (needs rehabgen[tensorboard]) or "
+                                           "wandb (offline unless WANDB_MODE is set); files in RUN/tracking/ "
+                                           "[default: csv, or the run's on --resume]."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP + " On a GPU the default batch size is 128."),
 ):
     """Train a generative model. Works under `torchrun --nproc_per_node=2` (data parallel).
 
@@ -367,13 +565,13 @@ def train_cmd(
         data = None  # the same folder: nothing changes
     given = {k: v for k, v in {"data": None if data is None else str(data), "model": model, "seed": seed,
                                 "max_len": max_len, "test_fraction": test_fraction, "ckpt_every": ckpt_every,
-                                "hparams": hp or None}.items() if v is not None}
+                                "fold": fold, "folds": folds, "hparams": hp or None}.items() if v is not None}
     if fps is not None:
         given["preprocess"] = replace(RunConfig().preprocess, fps=fps)
-    changes = {k: v for k, v in {"steps": steps, "max_minutes": minutes}.items() if v is not None}
+    changes = {k: v for k, v in {"steps": steps, "max_minutes": minutes, "log_with": log_with}.items() if v is not None}
     if resume and given:
         fail(f"--resume continues the run with its own config.json; {', '.join(sorted(given))} can't change "
-             "(only --steps and --minutes)")
+             "(only --steps, --minutes and --log-with)")
     if not resume:
         if data is None:
             fail("--data is required (unless --resume)")
@@ -391,11 +589,16 @@ def train_cmd(
         if rank == 0:  # the one process that writes decides (the others would race its deletion)
             _check_run_dir(out, force)
     _threads(threads, rank == 0)
+    dev = _device(device) if world == 1 else device  # data-parallel: each process takes its own GPU
     try:
-        res = _train(train_run, RunConfig() if resume else cfg, out, resume, rank, changes)
+        res = _train(train_run, RunConfig() if resume else cfg, out, resume, rank, changes, dev)
     except (DataError, ConfigError) as e:
         fail(str(e))
     code = _report_training(res, out, speak=rank == 0)
+    if rank == 0 and not code and "finished_at" not in res and res["config"].get("log_with", "csv") != "csv":
+        from rehabgen.tracking import hint
+
+        say(hint(res["config"]["log_with"], out))
     if world > 1:  # clean multi-process exit (avoids rare aborts at interpreter shutdown)
         import torch.distributed as dist
 
@@ -440,13 +643,13 @@ def _check_run_dir(out: Path, force: bool) -> None:
     say(f"--force: deleted the run in {out}")
 
 
-def _train(train_run, cfg, out: Path, resume: bool, rank: int, changes: dict) -> dict:
+def _train(train_run, cfg, out: Path, resume: bool, rank: int, changes: dict, device: str = "auto") -> dict:
     """train_run with the CLI's messages; Ctrl-C before the first step ends with one line."""
     from rehabgen.models import ModelError
     from rehabgen.text.encoder import TextEncoderError
 
     try:
-        return train_run(cfg, out, resume=resume, is_main=rank == 0, log=warn, **changes)
+        return train_run(cfg, out, resume=resume, is_main=rank == 0, log=warn, device=device, **changes)
     except (ModelError, TextEncoderError) as e:
         fail(str(e))
     except KeyboardInterrupt:
@@ -494,9 +697,14 @@ def _short_of_plan(s: dict) -> str:
 
 
 def _samples_out_config(run_dir, model, **kw) -> dict:
+    """The record beside a samples file; the sampler settings resolved (the model's defaults
+    filled in), so the file says how it was made."""
     from rehabgen.runs import versions
 
-    return {"run": str(run_dir), "family": model.family, "model_step": model.step, **kw, "versions": versions()}
+    resolved = {k: model.hparams[k] for k in ("sampler", "steps", "guidance")
+                if model.capabilities.sampler and k in model.hparams}
+    return {"run": str(run_dir), "family": model.family, "model_step": model.step, **resolved,
+            **{k: v for k, v in kw.items() if v is not None or k not in resolved}, "versions": versions()}
 
 
 GUIDANCE = (0.0, 10.0)  # classifier-free guidance: 0 = unconditional, 1 = plain conditional; above 10 nothing useful
@@ -518,10 +726,12 @@ def sample_cmd(
     length: Optional[int] = typer.Option(None, "--length", min=2, help="Frames (at the model's fps) [default: typical]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help=f"Classifier-free guidance scale, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's]."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim or ddpm."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
 ):
     """Generate sequences for an exercise and score."""
     import numpy as np
@@ -533,9 +743,10 @@ def sample_cmd(
     _sampler_checks(score, guidance)
     _check_out_file(out, force)
     _threads(threads)
+    dev = _device(device, precision)
     options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance)
     try:
-        model = load_model(run_dir)
+        model = load_model(run_dir, dev, precision)
         names = list(model.spec.exercises) if exercise == "all" else [e.strip() for e in exercise.split(",")]
         pos, exs = [], []
         for k, e in enumerate(names):
@@ -545,7 +756,7 @@ def sample_cmd(
     except ModelError as e:
         fail(str(e))
     cfg = _samples_out_config(run_dir, model, exercise=names, score=score, n=n, length=length, seed=seed,
-                              **options.given())
+                              device=dev, precision=precision, **options.given())
     save_samples(out, pad_sequences(pos), exs, np.full(len(exs), np.nan if score is None else score),
                  model.spec.skeleton, cfg, model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
@@ -592,6 +803,8 @@ def generate_cmd(
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
 ):
     """Generate sequences from a free-text description, or from several in a row (--then).
 
@@ -612,9 +825,10 @@ def generate_cmd(
     _sampler_checks(score, guidance)
     _check_out_file(out, force)
     _threads(threads)
+    dev = _device(device, precision)
     options = SamplerOptions(steps=steps, guidance=guidance)
     try:
-        model = load_model(run_dir)
+        model = load_model(run_dir, dev, precision)
         if then:
             pos = sample_timeline(model, parts, n=n, length=length, seed=seed, score=score, options=options)
         else:
@@ -628,7 +842,7 @@ def generate_cmd(
             for p, b, u in zip(parts, bands, unit)]
     used = score if score is not None else read[0]["score"] if len(parts) == 1 else None
     cfg = _samples_out_config(run_dir, model, text=text, then=then, n=n, length=length, seed=seed, score=score,
-                              **options.given())
+                              device=dev, precision=precision, **options.given())
     cfg["read_from_text"] = read if then else read[0]
     cfg["warnings"] = doubts
     save_samples(out, pos, ["text"] * n, np.full(n, np.nan if used is None else used), model.spec.skeleton, cfg,
@@ -651,10 +865,12 @@ def complete_cmd(
     exercise: Optional[str] = typer.Option(None, "--exercise"),
     index: int = typer.Option(0, "--index", min=0, help="Which matching sequence (default the first)."),
     drop: Optional[str] = typer.Option(None, "--drop", help="Also hide frames START:END (model frames), for a demo."),
-    steps: int = typer.Option(50, "--steps", min=1, help="Diffusion solver steps."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps [default: 50; a distilled model's own]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
 ):
     """Fill the missing joints/frames of a real sequence with the diffusion model (inpainting)."""
 
@@ -679,17 +895,66 @@ def complete_cmd(
         fail(f"{data}: no sequence #{index} with subject={subject} exercise={exercise} ({len(hits)} match)")
     seq = hits[index]
     _threads(threads)
+    dev = _device(device, precision)
     try:
-        model = load_model(run_dir)
+        model = load_model(run_dir, dev, precision)
+        if steps is None and not model.hparams.get("student_timesteps"):
+            steps = 50  # inpainting: more steps than sampling, where the known values are re-imposed
         res = complete_sequence(model, seq, ds.fps, seed=seed, drop_frames=drop_rng, options=SamplerOptions(steps=steps))
     except ModelError as e:
         fail(str(e))
     cfg = _samples_out_config(run_dir, model, subject=seq.subject, exercise=seq.exercise, source=seq.source,
-                              steps=steps, seed=seed, drop=drop, n_filled=int((~res["known"]).sum()))
+                              steps=steps, seed=seed, drop=drop, n_filled=int((~res["known"]).sum()), device=dev,
+                              precision=precision)
     save_samples(out, res["positions"][None], [seq.exercise], [seq.score(model.spec.score_name)], model.spec.skeleton,
                  cfg | {"known_mask": res["known"].tolist()}, model.spec.fps)
     write_json(out.with_suffix(".json"), cfg)
     say(f"completed {cfg['n_filled']} missing joint positions of {seq.subject} {seq.exercise}; wrote {out}")
+
+
+@app.command("distill")
+def distill_cmd(
+    run_dir: Path = typer.Argument(..., help="Run folder of a trained diffusion model (the teacher)."),
+    out: Path = typer.Option(..., "--out", help="Run folder for the few-step student (sample/evaluate it like any run)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The teacher's data folder [default: the one its config.json names]."),
+    student_steps: int = typer.Option(4, "--student-steps", min=1, help="Network evaluations per sample of the student."),
+    teacher_steps: int = typer.Option(20, "--teacher-steps", min=2, help="DPM-Solver++ steps of the teacher's trajectories."),
+    trajectories: int = typer.Option(2048, "--trajectories", min=8, help="Teacher trajectories to learn from."),
+    steps: int = typer.Option(1500, "--steps", min=1, help="Distillation optimizer steps."),
+    batch: int = typer.Option(64, "--batch", min=1, help="Trajectories per step."),
+    lr: float = typer.Option(2e-4, "--lr", help="Learning rate."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+):
+    """Distil a diffusion run into a student that samples in a few network evaluations.
+
+    The student learns the teacher's guided DPM-Solver++ trajectories (guidance baked in), so it
+    needs no guidance branch: 4 evaluations instead of 40 per sample by default."""
+    from rehabgen.data import DataError
+    from rehabgen.models import ModelError
+    from rehabgen.runs import distill_run
+
+    _number(lr, "--lr", 0.0, 1.0, lo_open=True)
+    if student_steps > teacher_steps:
+        fail(f"--student-steps {student_steps} must not exceed --teacher-steps {teacher_steps}")
+    if out.resolve() == run_dir.resolve():
+        fail("--out must be another folder than the teacher's run")
+    _check_out_dir(out, force, "files (a run?)")
+    if not (run_dir / "model" / "model.json").is_file():
+        fail(f"{run_dir}: no finished model here (expected {run_dir}/model/model.json from `rehabgen train`)")
+    _threads(threads)
+    dev = _device(device)
+    try:
+        res = distill_run(run_dir, out, data=data, student_steps=student_steps, teacher_steps=teacher_steps,
+                          trajectories=trajectories, steps=steps, batch=batch, lr=lr, seed=seed, device=dev)
+    except (DataError, ModelError) as e:
+        fail(str(e))
+    s = res["summary"]
+    say(f"wrote {out}: samples in {s['student_steps']} network evaluations (teacher: {s['network_evaluations']['teacher']}); "
+        f"{s['trajectories']} trajectories in {s['seconds_trajectories']:.0f} s, {steps} steps in "
+        f"{s['seconds_training']:.0f} s; try `rehabgen evaluate {out} --data ... --out ...`")
 
 
 # ------------------------------------------------------------------------------------------
@@ -710,31 +975,54 @@ def evaluate_cmd(
                                           help="Scores the study's generated data is conditioned on: 'matched' (each "
                                                "real sequence's) or 'balanced' (uniform over each exercise's range)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps for sampling [default: the model's]."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale [default: the model's]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite the report in an existing --out."),
+    log_with: Optional[str] = typer.Option(None, "--log-with", help="Also log the scalar metrics to this tracker of "
+                                           "the run (tensorboard or wandb; csv: metrics.json only), at the run's "
+                                           "last step, in RUN/tracking/."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
 ):
     """Fidelity, diversity, plausibility and downstream utility, each next to its real reference."""
     from rehabgen.data import DataError
     from rehabgen.evaluate import evaluate_run
-    from rehabgen.models import ModelError
+    from rehabgen.models import ModelError, SamplerOptions
     from rehabgen.report import metrics_table
 
+    _number(guidance, "--guidance", *GUIDANCE)
     if downstream_scores not in ("matched", "balanced"):
         fail(f"--downstream-scores must be 'matched' or 'balanced', got {downstream_scores!r}")
+    if log_with is not None:
+        from rehabgen.config import ConfigError
+        from rehabgen.tracking import check as check_tracker
+
+        try:
+            check_tracker(log_with)
+        except ConfigError as e:
+            fail(str(e))
     _check_out_dir(out, force, "files (a report?)")
     recorded = _run_data(run_dir)
     if recorded is not None and Path(recorded) != data.resolve():
         warn(f"--data {data} is not the folder this run was trained on ({recorded}): the run's train/test split "
              "is applied by subject name, so 'held-out' subjects may not be held out")
     _threads(threads)
+    dev = _device(device, precision)
     try:
         res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
-                           steps=steps, test_data=test_data, downstream_scores=downstream_scores)
+                           steps=steps, test_data=test_data, downstream_scores=downstream_scores,
+                           sampler=SamplerOptions(sampler=sampler, guidance=guidance), device=dev, precision=precision,
+                           log_with=log_with)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))
     say(f"report: {res['report']}  ({res['seconds']:.0f} s)")
+    if log_with and log_with != "csv":
+        from rehabgen.tracking import hint
+
+        say(f"metrics logged at step {res['model_step']}; " + hint(log_with, run_dir))
 
 
 @app.command("compare")
@@ -764,6 +1052,49 @@ def compare_cmd(
         say(f"wrote {out}")
 
 
+@app.command("sweep")
+def sweep_cmd(
+    plan_file: Path = typer.Argument(..., metavar="PLAN.toml", help="Sweep plan (TOML): [sweep] [grid] [train] [set] "
+                                                                    "[evaluate] [slurm]; see the README."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local or slurm [default: the plan's, else local]."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", min=1, help="Jobs at a time [default: the plan's, else 1]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs, their state and command lines; run nothing."),
+    force: bool = typer.Option(False, "--force", help="Delete an earlier sweep in the plan's out folder and start over."),
+):
+    """Train and evaluate a grid of runs (data x family x seed x fold x [set] values), then one table.
+
+    A rerun of the same plan skips finished jobs and resumes killed ones. Ctrl-C or SIGTERM
+    stops the running trainings cleanly (they checkpoint)."""
+    from rehabgen.config import ConfigError
+    from rehabgen.sweep import commands, job_state, load_plan, run_sweep, shown
+
+    try:
+        plan = load_plan(plan_file, executor, parallel)
+    except ConfigError as e:
+        fail(str(e))
+    if dry_run:
+        for j in plan.jobs:
+            st = job_state(j)
+            say(f"{j['name']}: {st['state']}" + (f" (checkpoint at step {st['step']})" if st.get("step") else ""))
+            for _, argv in commands(j):
+                say(f"  {shown(argv)}")
+        say(f"{len(plan.jobs)} job(s); nothing run (--dry-run)")
+        return
+    try:
+        res = run_sweep(plan, say=say, force=force)
+    except ConfigError as e:
+        fail(str(e))
+    c = res["counts"]
+    say(f"table: {res['table']}  ({c['finished']} finished now, {c['skipped']} earlier, {c['failed']} failed"
+        + (f", {c['busy']} busy elsewhere" if c["busy"] else "") + ")")
+    if res["signal"]:
+        fail(f"interrupted ({res['signal']}): run `rehabgen sweep {plan_file}` again to continue; finished jobs are "
+             "skipped, killed trainings resume from their checkpoint", 130 if res["signal"] == "SIGINT" else 143)
+    if c["failed"] or c["busy"] or c["interrupted"]:
+        fail(f"{c['failed'] + c['busy'] + c['interrupted']} job(s) did not finish (see the lines above and each job's "
+             "log.txt); fix the cause and run the same command again", 1)
+
+
 # ------------------------------------------------------------------------------------------
 # demo
 # ------------------------------------------------------------------------------------------
@@ -782,6 +1113,7 @@ def demo_cmd(
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Delete an earlier demo in --out and start over."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ):
     """Built-in data -> train diffusion -> sample each exercise at low/high score -> render -> evaluate."""
     from rehabgen.config import RunConfig
@@ -797,11 +1129,13 @@ def demo_cmd(
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     data_dir, run_dir = out / "data", out / "run"
     _threads(threads)
+    dev = _device(device)
     console.rule("1. built-in data")
     write_synthetic_kimore(data_dir, SynthConfig(n_subjects=subjects, seed=seed), progress=True)
     console.rule(f"2. train the diffusion model ({steps} steps)")
-    res = _train(train_run, RunConfig(data=str(data_dir), model="diffusion", seed=seed, steps=steps), run_dir,
-                 False, 0, {})
+    # the demo's fixed batch: the same training on every device
+    res = _train(train_run, RunConfig(data=str(data_dir), model="diffusion", seed=seed, steps=steps,
+                                      hparams={"batch_size": 32}), run_dir, False, 0, {}, dev)
     code = _report_training(res, run_dir)
     if code:  # interrupted: the message says how to resume the run; the demo itself starts over with --force
         raise typer.Exit(code)
@@ -833,7 +1167,7 @@ def demo_cmd(
         from rehabgen.evaluate import evaluate_run
         from rehabgen.report import metrics_table
 
-        rep = evaluate_run(run_dir, data_dir, out / "report", seed=seed)
+        rep = evaluate_run(run_dir, data_dir, out / "report", seed=seed, device=dev)
         print(metrics_table(rep["metrics"]))
         say(f"report: {rep['report']}")
     console.rule("done")

@@ -26,13 +26,17 @@ class RunConfig:
     seed: int = 0  # weights, batches, split, noise
     max_len: int = MAX_LEN
     test_fraction: float = 0.2  # share of subjects held out for evaluation
+    fold: int | None = None  # hold out fold `fold` of a subject-wise `folds`-fold partition instead (same subjects for every --seed)
+    folds: int = 5
     max_minutes: float | None = None  # stop (checkpointed) after this wall time
     ckpt_every: int = 200  # checkpoint period in steps
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)  # its fps is the model's frame rate
     hparams: dict = field(default_factory=dict)  # family hyper-parameters (resolved ones in config.json)
+    log_with: str = "csv"  # experiment tracker (rehabgen.tracking): csv (log.csv only), tensorboard or wandb
 
-    # what may change when a run is continued: the target (a longer schedule) and the time budget
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "max_minutes")
+    # what may change when a run is continued: the target (a longer schedule), the time budget,
+    # and where its curves are sent (none of them changes what is trained)
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("steps", "max_minutes", "log_with")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "preprocess": self.preprocess.to_dict()}
@@ -54,9 +58,17 @@ class RunConfig:
         check_int(self.max_len, "--max-len", 8)
         check_int(self.ckpt_every, "--ckpt-every", 1)
         check_number(self.test_fraction, "--test-fraction", 0.0, 1.0, hi_open=True)
+        check_int(self.folds, "--folds", 2)
+        if self.fold is not None:
+            check_int(self.fold, "--fold", 0)
+            if self.fold >= self.folds:
+                raise ConfigError(f"--fold must be in [0, {self.folds - 1}] (--folds {self.folds}), got {self.fold}")
         if self.max_minutes is not None:
             check_number(self.max_minutes, "--minutes", 0.0, lo_open=True)
         check_number(self.preprocess.fps, "--fps", 0.0, lo_open=True)
+        from rehabgen.tracking import check as check_tracker  # its package, if any, must be installed
+
+        check_tracker(self.log_with)
         return self
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rehabgen import tracking
 from rehabgen.data import DataError, load_dataset
 from rehabgen.data.dataset import Dataset
 from rehabgen.metrics import registry
@@ -66,15 +67,19 @@ def model_space_real(model, ds: Dataset) -> list[np.ndarray]:
     return seqs
 
 
-def sampler_options(model, steps: int | None) -> SamplerOptions | None:
-    return SamplerOptions(steps=steps) if steps and model.capabilities.sampler else None
+def sampler_options(model, steps: int | None = None, sampler: SamplerOptions | None = None) -> SamplerOptions | None:
+    """The options evaluation samples with: `sampler` (any field) with `steps` on top; None for
+    families without an iterative sampler."""
+    if not model.capabilities.sampler:
+        return None
+    base = sampler or SamplerOptions()
+    return replace(base, steps=steps) if steps else base
 
 
-def generate_for(model, exercises: list[str], scores: np.ndarray, seed: int, steps: int | None = None,
+def generate_for(model, exercises: list[str], scores: np.ndarray, seed: int, options: SamplerOptions | None = None,
                  length: int | None = None) -> list[np.ndarray]:
     """One sample (T_e, J, 3) per (exercise, score), at `length` frames or each exercise's typical length."""
     out: list[np.ndarray | None] = [None] * len(exercises)
-    options = sampler_options(model, steps)
     for k, e in enumerate(sorted(set(exercises))):
         idx = [i for i, x in enumerate(exercises) if x == e]
         sc = np.asarray(scores, np.float32)[idx]
@@ -195,16 +200,21 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                  repeats: int = 3, downstream: bool = True, folds: int = 3, steps: int | None = None,
                  evaluator_steps: int | None = None, progress: bool = True,
                  test_data: str | Path | None = None, downstream_steps: int | None = None,
-                 downstream_scores: str = "matched") -> dict:
+                 downstream_scores: str = "matched", sampler: SamplerOptions | None = None,
+                 device: str = "cpu", precision: str = "fp32", log_with: str | None = None) -> dict:
     """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`; returns metrics.json's content.
 
     `data` is the folder the run was trained on (its training subjects come from the run's
     split.json). `test_data`, if given, is another folder (e.g. real patients) that replaces the
     run's held-out subjects everywhere: as the real reference, as the conditions of the
-    generated sets, and as the test subjects of the downstream study."""
+    generated sets, and as the test subjects of the downstream study. `log_with` (a tracker of
+    `rehabgen.tracking`) also logs the scalar metrics into the run's tracking/ at the model's step."""
+    if log_with:
+        tracking.check(log_with)  # before the work, not after it
     t0 = time.time()
     run_dir, out = Path(run_dir), Path(out)
-    model = load_model(run_dir)
+    model = load_model(run_dir, device, precision)
+    device = model.device  # resolved ('auto' -> cuda or cpu): the evaluator networks train there too
     ds = load_dataset(data)
     if tuple(ds.exercises) != tuple(model.spec.exercises):
         raise DataError(f"{data}: exercises {list(ds.exercises)} differ from the model's {list(model.spec.exercises)}")
@@ -216,11 +226,17 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
             raise DataError(f"{test_data}: no sequences to test on")
     elif len(test_ds) == 0:
         train_ds, test_ds, _ = split_dataset(ds, 0.2, seed)
+        if len(test_ds) == 0:
+            raise DataError(f"{data}: the run holds out no subject and {len(ds.subjects)} subject(s) are too few to "
+                            "hold some out now; evaluate against a test set with --test-data")
     shared = sorted(set(train_ds.subjects) & set(test_ds.subjects))
     score_name, spec = model.spec.score_name, model.spec
     exercises = list(spec.exercises)
+    options = sampler_options(model, steps, sampler)
+    if options is not None:
+        model.check_options(options)
     fit_kw = {"steps": evaluator_steps} if evaluator_steps else {}
-    ev = Evaluator.cached(train_ds, cache_dir() / "evaluators", key_extra={"score": score_name, "seed": seed},
+    ev = Evaluator.cached(train_ds, cache_dir() / "evaluators", key_extra={"score": score_name, "seed": seed}, device=device,
                           score_name=score_name, seed=seed, progress=progress, **fit_kw)
     ev_report = ev.evaluate(test_ds)
 
@@ -245,7 +261,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
 
         it = tqdm(it, desc="evaluate", unit="repeat")
     for r in it:
-        G = generate_for(model, cond_ex, cond_sc, seed + r, steps)
+        G = generate_for(model, cond_ex, cond_sc, seed + r, options)
         ctx = sample_set_context(ev, real, G, cond_idx, cond_sc, rng)
         if samples is None:
             samples, gen_feats = G, ctx.features["classifier"]
@@ -258,7 +274,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     kin_reference = stable_kinematic_reference(train_ds, train_pos, test_ds, test_pos, spec.fps, seed)
     text_checks = None
     if spec.text_encoder:
-        text_metrics, text_checks = evaluate_text(model, ev, train_ds, test_ds, seed, repeats, steps)
+        text_metrics, text_checks = evaluate_text(model, ev, train_ds, test_ds, seed, repeats, options)
         metrics.update(text_metrics)
 
     study = None
@@ -266,9 +282,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         L = int(np.median(list(spec.default_length.values())))
 
         def gen_fn(exs, scores, s):
-            return pad_sequences(generate_for(model, exs, scores, s, steps, length=L))
+            return pad_sequences(generate_for(model, exs, scores, s, options, length=L))
 
-        study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name,
+        study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name, device=device,
                                  progress=progress, gen_scores=downstream_scores,
                                  **({"steps": downstream_steps} if downstream_steps else {}))
 
@@ -288,7 +304,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     write_json(out / "config.json", {"command": "evaluate", "run": str(run_dir), "data": str(data),
                                      "test_data": summary["test_data"], "n": n, "seed": seed, "repeats": repeats,
                                      "downstream": downstream, "folds": folds, "steps": steps,
-                                     "downstream_scores": downstream_scores})
+                                     "sampler": None if options is None else options.given(),
+                                     "device": str(device), "precision": model.precision,
+                                     "downstream_scores": downstream_scores, "log_with": log_with})
     result = EvaluationResult(
         summary=summary, skeleton=spec.skeleton, fps=spec.fps, exercises=tuple(exercises),
         samples=samples, sample_exercise=cond_ex, sample_score=cond_sc, real_test=test_pos, real_test_exercise=test_ex,
@@ -296,11 +314,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                   "real test": (ev.features(eval_inputs(test_ds)[0], "classifier"), test_idx),
                   "generated": (gen_feats, cond_idx)})
     summary["report"] = str(write_report(out, result))
+    if log_with:
+        tracking.log_evaluation(log_with, run_dir, summary)
     return summary
 
 
 def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, repeats: int,
-                  steps: int | None = None, n_per_prompt: int = 4) -> tuple[dict, dict]:
+                  options: SamplerOptions | None = None, n_per_prompt: int = 4) -> tuple[dict, dict]:
     """Text-to-motion metrics for a text-conditioned model, each next to its real reference.
 
     Prompts are held-out paraphrases (never trained on) built for each real test sequence from
@@ -316,7 +336,6 @@ def evaluate_text(model, ev, train_ds: Dataset, test_ds: Dataset, seed: int, rep
     x_real = eval_inputs(test_ds)[0]
     x_train = eval_inputs(train_ds)[0]
     e_text, e_real, e_train = tme.embed_text(texts), tme.embed_motion(x_real), tme.embed_motion(x_train)
-    options = sampler_options(model, steps)
     rng = np.random.default_rng(seed)
     gen_runs, ref_runs = [], []
     for r in range(repeats):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from rehabgen import tracking
 from rehabgen.io import atomic_write_bytes, replace_dir
 from rehabgen.models.checkpoint import read_checkpoint
 from rehabgen.models.spec import ModelError, TrainArrays
@@ -40,11 +41,14 @@ def cosine_warmup(step: int, total: int, warmup: int = 100) -> float:
 
 
 def _batch(arrays: dict[str, torch.Tensor], n: int, bs: int, seed: int, step: int, rank: int, world: int):
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    """The step's batch, drawn on the data's device (on a GPU, indices made on the host would be
+    a host-to-device copy, a sync, every step): the same batches for a seed on a given device."""
+    dev = next(iter(arrays.values())).device
+    g = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + step)
     if n >= bs * world:
-        idx = torch.randperm(n, generator=g)[rank * bs:(rank + 1) * bs]
+        idx = torch.randperm(n, generator=g, device=dev)[rank * bs:(rank + 1) * bs]
     else:  # tiny data: sample with replacement, each rank its own draw
-        idx = torch.randint(0, n, (world, bs), generator=g)[rank]
+        idx = torch.randint(0, n, (world, bs), generator=g, device=dev)[rank]
     return {k: v[idx] for k, v in arrays.items()}
 
 
@@ -165,10 +169,14 @@ def _stop_on_signals():
 def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | Path | None = None,
           resume: bool = False, ckpt_every: int = 200, log_every: int = 10, progress: bool = True,
           max_minutes: float | None = None, mixed_precision: str = "no", accelerator=None,
-          stop_at: int | None = None) -> dict:
+          stop_at: int | None = None, log_with: str = "csv", device: str = "auto") -> dict:
     """Train `model` in place for `steps` optimizer steps (or until `max_minutes`, or until step
     `stop_at` of a `steps`-long schedule: the learning-rate schedule always spans `steps`).
     SIGINT/SIGTERM stop it after the current step, checkpointed, as the time limit does.
+    `log_with` also sends the logged scalars to a tracker (`rehabgen.tracking`) in out_dir.
+    `device` ('auto', 'cpu', 'cuda', 'cuda:N') when no accelerator is given. On a GPU the data
+    stays on the device and nothing waits for it between log steps: the losses are read back
+    every `log_every` steps only.
 
     Returns a summary: steps done and planned, why it stopped short (if it did), first/last
     smoothed loss, seconds, steps/s.
@@ -176,7 +184,17 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+    if accelerator is not None and log_with != "csv":
+        raise ModelError(f"log_with={log_with!r}: give the trackers to your own Accelerator (log_with=...)")
+    if accelerator is None:
+        from rehabgen.devices import resolve_device
+
+        dev = resolve_device(device)
+        if dev.type == "cuda" and dev.index is not None:
+            torch.cuda.set_device(dev)  # accelerate's single process uses the current CUDA device
+        accelerator = Accelerator(cpu=dev.type == "cpu", mixed_precision=mixed_precision,
+                                  **tracking.accelerator_kwargs(log_with, out_dir))
+    acc = accelerator
     rank, world = acc.process_index, acc.num_processes
     set_seed(seed + rank)
     out_dir = Path(out_dir) if out_dir else None
@@ -221,6 +239,8 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
 
             bar = tqdm(total=steps, initial=start, desc=f"train {model.family}", unit="step", dynamic_ncols=True,
                        mininterval=1.0)
+        tracking.start(acc, log_with, out_dir, start)  # a resumed run goes on at its step
+        rate = tracking.StepRate(start)
         t0 = time.time()
         ema = float(rows[-1]["loss_ema"]) if rows else None  # the smoothed loss goes on across a resume
         first = None
@@ -232,7 +252,7 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
             model.ema_update({k: acc.unwrap_model(v) for k, v in nets.items()})
             for s in lr_scheds.values():
                 s.step()
-            loss = logs["loss"]
+            loss = torch.as_tensor(logs["loss"]).detach().double()  # stays on the device: no sync here
             ema = loss if ema is None else 0.95 * ema + 0.05 * loss
             if first is None:
                 first = loss
@@ -240,15 +260,18 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
             reason = _stop_reason(sig["signal"], acc, world, max_minutes, time.time() - t0, stop_at, done)
             if acc.is_main_process:
                 if done % log_every == 0 or done == steps or reason:  # the log ends where training ends
-                    rows.append({"step": done, "loss_ema": round(ema, 6), **{k: round(v, 6) for k, v in logs.items()},
+                    rows.append({"step": done, "loss_ema": round(float(ema), 6),
+                                 **{k: round(float(v), 6) for k, v in logs.items()},
                                  "lr": optimizers[next(iter(optimizers))].param_groups[0]["lr"],
                                  "seconds": round(time.time() - t0, 2)})
+                    acc.log(tracking.train_scalars(rows[-1], rate(done)), step=done)
+                    if bar:
+                        bar.set_postfix(loss=f"{rows[-1]['loss_ema']:.4f}")
                 if bar:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{ema:.4f}")
             if max_minutes is not None and done - start == 20:
-                rate = 20 / max(time.time() - t0, 1e-6)
-                horizon[0] = min(steps, start + int(rate * (60 * max_minutes - (time.time() - t0))) + 20)
+                speed = 20 / max(time.time() - t0, 1e-6)
+                horizon[0] = min(steps, start + int(speed * (60 * max_minutes - (time.time() - t0))) + 20)
                 if bar:
                     bar.total = max(horizon[0], done)  # the bar's end is what the time limit allows
                     bar.refresh()
@@ -262,6 +285,8 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
                 break
     if bar:
         bar.close()
+    if log_with != "csv":
+        tracking.finish(acc)
     _unwrap_into(model, nets, acc)
     model.step = done
     for net in model.nets.values():
@@ -271,7 +296,8 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
         model.save(out_dir / "model")
         _write_log(log_path, rows)
     return {"steps": done, "planned_steps": steps, "stopped_early": done < steps, "stop_reason": reason,
-            "resumed_from": start, "first_loss": first, "final_loss_ema": ema, "seconds": secs,
+            "resumed_from": start, "first_loss": None if first is None else float(first),
+            "final_loss_ema": None if ema is None else float(ema), "seconds": secs,
             "steps_per_s": (done - start) / secs if secs > 0 else 0.0, "world_size": world,
             "threads": torch.get_num_threads()}
 

@@ -6,7 +6,8 @@ __all__ = ["SCORE_NAMES", "SCORE_RANGES", "DataError", "Dataset", "Quarantined",
 
 
 def load_dataset(path, **kwargs) -> Dataset:
-    """Open a KIMORE-layout folder or a generic-import folder (one with labels.csv)."""
+    """Open a KIMORE-layout folder, a generic-import folder (one with labels.csv) or a Rehab-Pile
+    folder (a dataset with info.json and fold<k>/, one of its folds, or a folder of such datasets)."""
     from pathlib import Path
 
     p = Path(path)
@@ -16,6 +17,10 @@ def load_dataset(path, **kwargs) -> Dataset:
         from rehabgen.data.generic import load_generic
 
         return load_generic(p, **kwargs)
+    from rehabgen.data.rehabpile import is_rehab_pile, load_rehab_pile
+
+    if is_rehab_pile(p):
+        return load_rehab_pile(p, **kwargs)
     from rehabgen.data.kimore import load_kimore
 
     return load_kimore(p, **kwargs)

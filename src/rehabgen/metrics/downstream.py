@@ -38,9 +38,9 @@ def classic_augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _train_assessor(x, ex, u, n_ex, steps, seed):
+def _train_assessor(x, ex, u, n_ex, steps, seed, device=None):
     """FCN with a score head and an exercise head; u (n,) in [0,1] or NaN (ignored)."""
-    return train_fcn(x, steps, seed, labels=ex, n_classes=n_ex, scores=u, score_weight=4.0)
+    return train_fcn(x, steps, seed, labels=ex, n_classes=n_ex, scores=u, score_weight=4.0, device=device)
 
 
 def _predict(net, x):
@@ -82,7 +82,7 @@ def _aggregate(runs: list[dict]) -> dict:
 
 def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int = 3, seed: int = 0,
                      n_gen_per_real: int = 1, steps: int = 300, score_name: str = "TS", progress: bool = False,
-                     gen_scores: str = "matched") -> dict:
+                     gen_scores: str = "matched", device=None) -> dict:
     """Run the protocol above. `generate(exercises: list[str], scores: ndarray, seed) -> (n, T, J, 3)`
     metres; None skips the conditions that need it. `gen_scores`: "matched" conditions each
     generated sequence on its real sequence's score; "balanced" on a score drawn uniformly over
@@ -149,7 +149,7 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
                     X = np.concatenate([x[tr], xg[g_sel]])
                     E = np.concatenate([ex[tr], ex[gen_of[g_sel]]])
                     U = np.concatenate([u[tr], ug[g_sel]])
-            net = _train_assessor(z(X), E, U, len(ex_names), steps, seed + 17 * f)
+            net = _train_assessor(z(X), E, U, len(ex_names), steps, seed + 17 * f, device)
             pu, pe = _predict(net, z(x[te]))
             results[c]["fold_test"].append(_scores(pu, u[te], pe, ex[te], lo, hi, ex_names))
             if xt is not None:

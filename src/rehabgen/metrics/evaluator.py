@@ -92,11 +92,13 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 def train_fcn(x: np.ndarray, steps: int, seed: int, labels: np.ndarray | None = None, n_classes: int = 0,
               scores: np.ndarray | None = None, score_weight: float = 1.0, progress: bool = False, lr: float = 2e-3,
-              batch: int = 32, desc: str = "evaluator") -> FCN:
+              batch: int = 32, desc: str = "evaluator", device: str | torch.device | None = None) -> FCN:
     """The one training loop of every FCN here (evaluators, downstream assessors), on
     standardised inputs x (n, T, C). Heads: output 0 regresses `scores` (n,) in [0, 1] (MSE, NaN
     ignored) when given; the next `n_classes` outputs classify `labels` (n,) (cross-entropy) when
-    given. A score-only network trains on the labelled sequences only.
+    given. A score-only network trains on the labelled sequences only. Trains on `device` (the
+    batches and their augmentation are drawn on the CPU, so a seed means the same batches on
+    every device) and returns the network on the CPU, where the cheap feature passes run.
 
     Reproducible for a seed without touching the caller's randomness: the weights are drawn
     inside `torch.random.fork_rng` and batches/augmentation come from a private generator."""
@@ -114,6 +116,8 @@ def train_fcn(x: np.ndarray, steps: int, seed: int, labels: np.ndarray | None = 
         torch.manual_seed(seed)
         net = FCN(X.shape[-1], off + (n_classes if E is not None else 0))
     g = torch.Generator().manual_seed(seed)
+    dev = torch.device("cpu" if device is None else device)
+    net.to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     it = range(steps)
@@ -124,18 +128,19 @@ def train_fcn(x: np.ndarray, steps: int, seed: int, labels: np.ndarray | None = 
     net.train()
     for _ in it:
         idx = torch.randint(0, len(X), (min(batch, len(X)),), generator=g)
-        out = net(augment(X[idx], g))
-        loss = nn.functional.cross_entropy(out[:, off:], E[idx]) if E is not None else out.new_zeros(())
+        out = net(augment(X[idx], g).to(dev))
+        loss = nn.functional.cross_entropy(out[:, off:], E[idx].to(dev)) if E is not None else out.new_zeros(())
         if U is not None:
-            known = torch.isfinite(U[idx])
+            ub = U[idx]
+            known = torch.isfinite(ub)  # on the CPU: no device sync to decide
             if known.any():
-                loss = loss + score_weight * nn.functional.mse_loss(out[known, 0], U[idx][known])
+                loss = loss + score_weight * nn.functional.mse_loss(out[known.to(dev), 0], ub[known].to(dev))
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
     net.eval()
-    return net
+    return net.cpu()
 
 
 def _batched(net: FCN, x: np.ndarray, fn: str, bs: int = 256) -> np.ndarray:
@@ -162,14 +167,14 @@ class Evaluator:
     # ---- fitting --------------------------------------------------------------------------
     @classmethod
     def fit(cls, train_ds: Dataset, score_name: str = "TS", steps: int = 400, seed: int = 0,
-            progress: bool = False) -> "Evaluator":
+            progress: bool = False, device: str | torch.device | None = None) -> "Evaluator":
         x, ex, sc = eval_inputs(train_ds, score_name)
         mean = x.reshape(-1, x.shape[-1]).mean(0)
         std = x.reshape(-1, x.shape[-1]).std(0) + 1e-3
         lo, hi = score_range(score_name, sc)
         z = (x - mean) / std
-        clf = train_fcn(z, steps, seed, labels=ex, n_classes=len(train_ds.exercises), progress=progress)
-        reg = train_fcn(z, steps, seed + 1, scores=(sc - lo) / (hi - lo), progress=progress)
+        clf = train_fcn(z, steps, seed, labels=ex, n_classes=len(train_ds.exercises), progress=progress, device=device)
+        reg = train_fcn(z, steps, seed + 1, scores=(sc - lo) / (hi - lo), progress=progress, device=device)
         cfg = {"steps": steps, "seed": seed, "length": EVAL_LENGTH, "n_train": len(train_ds),
                "train_subjects": train_ds.subjects}
         return cls(train_ds.exercises, score_name, mean, std, lo, hi, clf, reg, cfg)
@@ -177,7 +182,8 @@ class Evaluator:
     @classmethod
     def cached(cls, train_ds: Dataset, cache_dir: str | Path, key_extra: dict | None = None, **fit_kwargs) -> "Evaluator":
         """Load the evaluator of this exact training data and config, or fit and store it."""
-        key = data_key(train_ds, {"extra": key_extra or {}, "fit": {k: v for k, v in fit_kwargs.items() if k != "progress"},
+        fit = {k: v for k, v in fit_kwargs.items() if k not in ("progress", "device")}  # device: same nets, up to rounding
+        key = data_key(train_ds, {"extra": key_extra or {}, "fit": fit,
                                   "length": EVAL_LENGTH, "format": FORMAT})
         ev, hit = load_or_fit(Path(cache_dir) / key, "evaluator.json", cls.load, lambda: cls.fit(train_ds, **fit_kwargs))
         ev.from_cache = hit

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rehabgen.config import MAX_LEN
+from rehabgen.devices import autocast, check_precision, resolve_device
 from rehabgen.data.dataset import Dataset
 from rehabgen.models.ema import Shadow, ema_update, inference
 from rehabgen.models.checkpoint import read_checkpoint, write_model_dir
@@ -55,6 +56,7 @@ class GenerativeModel:
         self.nets: dict[str, nn.Module] = self.build()
         self.step = 0
         self.ema: Shadow = {}  # averaged weights, used for sampling when hparams["ema"] > 0
+        self.precision = "fp32"  # the networks' arithmetic when sampling (`to`)
 
     # ---- to implement ---------------------------------------------------------------------
     def build(self) -> dict[str, nn.Module]:
@@ -89,14 +91,40 @@ class GenerativeModel:
             accelerator.clip_grad_norm_([p for n in nets.values() for p in n.parameters()], self.hparams["grad_clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return {"loss": float(loss.detach()), **logs}
+        return {"loss": loss.detach(), **logs}  # tensors: read back at log steps only
 
     def ema_update(self, nets: dict[str, nn.Module] | None = None) -> None:
         ema_update(self.ema, nets or self.nets, float(self.hparams["ema"]), self.step)
 
     def inference(self) -> contextlib.AbstractContextManager:
-        """The one context every sampling entry point runs in: eval mode, averaged weights, no autograd."""
-        return inference(self.nets, self.ema)
+        """The one context every sampling entry point runs in: eval mode, averaged weights, no
+        autograd, and the chosen precision on the model's device."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(inference(self.nets, self.ema))
+        stack.enter_context(autocast(self.device, self.precision))
+        return stack
+
+    # ---- device ---------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the networks are; every tensor a model makes for them is made (or moved) there."""
+        for net in self.nets.values():
+            for p in net.parameters():
+                return p.device
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device = "auto", precision: str | None = None) -> "GenerativeModel":
+        """Move the networks to `device` ('auto', 'cpu', 'cuda', 'cuda:N'); `precision` 'fp32',
+        'bf16' or 'fp16' (CUDA only) for sampling. The averaged weights stay on the CPU in fp32
+        and are copied in by the inference context."""
+        dev = resolve_device(device)
+        for net in self.nets.values():
+            net.to(dev)
+        if precision is not None:
+            self.precision = check_precision(precision, dev)
+        elif self.precision == "fp16" and dev.type != "cuda":
+            self.precision = "fp32"
+        return self
 
     # ---- public API ---------------------------------------------------------------------------
     @classmethod
@@ -154,7 +182,8 @@ class GenerativeModel:
         options = self.check_options(options)
         name = exercise if isinstance(exercise, str) else list(exercise)[0]
         length = self.check_length(self.spec.default_length[name] if length is None else length)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(int(seed))  # on the CPU: the same noise on every device
+        ex, sc = ex.to(self.device), sc.to(self.device)
         out = []
         with self.inference():
             for i in range(0, n, batch_size):
@@ -178,8 +207,9 @@ class GenerativeModel:
         options = self.check_options(options)
         length = self.check_length(length or int(np.median(list(self.spec.default_length.values()))))
         gen = torch.Generator().manual_seed(int(seed))
+        dev = self.device
         with self.inference():
-            z = self.generate(ex, sc, length, gen, options, text=emb)
+            z = self.generate(ex.to(dev), sc.to(dev), length, gen, options, text=emb.to(dev))
         return self.spec.normalizer.decode(z.float().cpu().numpy())
 
     def text_conditions(self, texts: list[str], score: float | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,8 +245,8 @@ class GenerativeModel:
         return write_model_dir(path, tensors, self.metadata())
 
     @classmethod
-    def load(cls, path: str | Path) -> "GenerativeModel":
-        """A model in eval mode (training puts it back in train mode itself)."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> "GenerativeModel":
+        """A model in eval mode on `device` (training puts it back in train mode itself)."""
         meta, tensors = read_checkpoint(path)
         family = get_family(meta["family"]) if cls is GenerativeModel else cls
         if family.family != meta["family"]:
@@ -226,7 +256,7 @@ class GenerativeModel:
         model.step = int(meta.get("step", 0))
         for net in model.nets.values():
             net.eval()
-        return model
+        return model.to(device, precision)
 
     def load_tensors(self, tensors: dict[str, torch.Tensor], source: str = "") -> None:
         self.ema = {}

@@ -8,6 +8,7 @@ DPM-Solver++ with any number of steps, with classifier-free guidance on exercise
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -21,7 +22,28 @@ from rehabgen.models.layers import (
 from rehabgen.models.options import Capabilities, SamplerOptions
 from rehabgen.models.spec import ModelError
 
-SAMPLERS = ("dpm", "ddim", "ddpm")
+SAMPLERS = ("dpm", "ddim", "ddpm", "distilled")
+
+
+class StudentJumps:
+    """The sampler of a distilled model (`rehabgen distill`): deterministic DDIM jumps over the
+    few timesteps the student was trained on, each landing where the teacher's many-step guided
+    trajectory was, and the clean motion after the last one. The same interface as a diffusers
+    scheduler (`timesteps`, `step(x0, t, x).prev_sample`), so the sampling loop is shared."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, grid: list[int]):
+        self.timesteps = torch.tensor(grid, dtype=torch.long)
+        self.acp = alphas_cumprod.double()
+        self.next = dict(zip(grid, [*grid[1:], -1]))  # -1: the end (alpha 1, sigma 0)
+
+    def step(self, x0: torch.Tensor, t, x: torch.Tensor, generator=None) -> SimpleNamespace:
+        t = int(t)
+        n = self.next[t]
+        if n < 0:
+            return SimpleNamespace(prev_sample=x0)
+        a, s = float(self.acp[t].sqrt()), float((1 - self.acp[t]).sqrt())
+        a2, s2 = float(self.acp[n].sqrt()), float((1 - self.acp[n]).sqrt())
+        return SimpleNamespace(prev_sample=a2 * x0 + s2 * (x - a * x0) / s)
 
 
 class Denoiser(nn.Module):
@@ -51,12 +73,19 @@ class Denoiser(nn.Module):
         return self.net(x_t, torch.cat(prefix, 1), pad)
 
 
-def make_scheduler(kind: str, train_config: dict, steps: int):
+def make_scheduler(kind: str, train_config: dict, steps: int, grid: list[int] | None = None, alphas_cumprod=None):
     """A diffusers scheduler of `kind` sharing the training noise schedule, set to `steps`.
 
     Built from the training config's explicitly set keys that the class takes; keys left at the
     training class's default take the sampler class's own default (what `from_config` does, minus
     its warning about the others, and without touching diffusers' global log level)."""
+    if kind == "distilled":
+        if not grid:
+            raise ModelError("the 'distilled' sampler needs a distilled model (`rehabgen distill RUN --out RUN_FAST`)")
+        if steps != len(grid):
+            raise ModelError(f"this distilled model samples in exactly {len(grid)} steps (its training grid {grid}), "
+                             f"got --steps {steps}")
+        return StudentJumps(alphas_cumprod, list(grid))
     classes = {"ddpm": (DDPMScheduler, {}), "ddim": (DDIMScheduler, {"set_alpha_to_one": True}),
                "dpm": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
                                                      "final_sigmas_type": "zero"})}
@@ -116,6 +145,8 @@ class DiffusionModel(GenerativeModel):
         "kinematic_weight": "uniform",
         "loss_on_filled": False,  # gap-filled values are inputs, never targets, by default
         "sampler": "dpm", "steps": 20, "guidance": 2.0,
+        # distilled models only (`rehabgen distill`): the timesteps of the student's few jumps
+        "student_timesteps": [],
         "score_guidance": None,  # a separate scale for the score's own effect (None: = guidance)
         "lr": 1e-3, "ema": 0.99,  # short CPU budgets: a high rate, and sampling from averaged weights
         "text_encoder": "",  # "minilm": also condition on a free-text description
@@ -169,7 +200,7 @@ class DiffusionModel(GenerativeModel):
         loss = rec + h["w_vel"] * vel + h["w_bone"] * bone
         if h["w_acc"]:
             loss = loss + h["w_acc"] * acceleration_loss(kin_pred, kin_true, target_mask, kw)
-        return loss, {"rec": float(rec.detach()), "vel": float(vel.detach()), "bone": float(bone.detach())}
+        return loss, {"rec": rec.detach(), "vel": vel.detach(), "bone": bone.detach()}
 
     def _alpha_sigma(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t) as (B, 1, 1): x_t = a x0 + s eps."""
@@ -193,7 +224,8 @@ class DiffusionModel(GenerativeModel):
         else:
             k = 3
         n = x.shape[0]
-        false, true = torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)
+        false = torch.zeros(n, dtype=torch.bool, device=x.device)
+        true = torch.ones(n, dtype=torch.bool, device=x.device)
         drop_all = torch.cat([false, true, false][:k])
         drop_sc = torch.cat([false, true, true][:k])
         out = net(torch.cat([x] * k), torch.cat([tt] * k), torch.cat([exercise] * k), torch.cat([score] * k), None,
@@ -221,52 +253,65 @@ class DiffusionModel(GenerativeModel):
         x = self._denoise(exercise, score, length, generator, options, text=text, segments=segments)
         return self._join_seams(x, [a for a, _ in segments[1:]], generator, options, overlap)
 
+    def scheduler(self, options: SamplerOptions):
+        """The sampler the options ask for, over the training noise schedule."""
+        h = self.hparams
+        sampler = options.sampler or h["sampler"]
+        grid = [int(t) for t in h["student_timesteps"]]
+        steps = int(options.steps or (len(grid) if sampler == "distilled" and grid else h["steps"]))
+        return make_scheduler(sampler, dict(self.train_scheduler.config), steps, grid,
+                              self.train_scheduler.alphas_cumprod)
+
     @torch.no_grad()
     def _denoise(self, exercise, score, length, generator, options: SamplerOptions, text=None,
                  known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None,
-                 segments: list[tuple[int, int]] | None = None) -> torch.Tensor:
+                 segments: list[tuple[int, int]] | None = None, trace: list | None = None) -> torch.Tensor:
         """The sampling loop. known (n, T, D) / known_mask (n, T, J): values to keep (inpainting).
         Each denoising step's x0 estimate is overwritten with the known values before the
         scheduler step, so the missing parts are generated consistently with what was observed.
-        segments: conditions per frame range (see `generate_timeline`)."""
+        segments: conditions per frame range (see `generate_timeline`). trace: a list that gets
+        x before every solver step and the result (distillation records the teacher's path)."""
         h = self.hparams
         net = self.nets["denoiser"]
-        sampler = options.sampler or h["sampler"]
-        steps = int(options.steps or h["steps"])
         g = float(h["guidance"] if options.guidance is None else options.guidance)
         gs = h["score_guidance"] if options.score_guidance is None else options.score_guidance
         gs = None if gs is None else float(gs)
-        sched = make_scheduler(sampler, dict(self.train_scheduler.config), steps)
-        n, D = exercise.shape[-1], self.spec.dim
-        x = torch.randn((n, length, D), generator=generator)
+        sched = self.scheduler(options)
+        n, D, dev = exercise.shape[-1], self.spec.dim, exercise.device
+        x = torch.randn((n, length, D), generator=generator).to(dev)  # CPU generator: the same noise on every device
         if known is not None:
             km = known_mask[..., None].expand(n, length, known_mask.shape[-1], 3).reshape(n, length, D)
         for t in sched.timesteps:
-            tt = torch.full((n,), int(t), dtype=torch.long)
+            if trace is not None:
+                trace.append(x)
+            tt = torch.full((n,), int(t), dtype=torch.long, device=dev)
             if segments is None:
                 out = self._guided(net, x, tt, exercise, score, text, g, gs)
             else:
                 out = torch.cat([self._guided(net, x[:, a:b], tt, exercise[i], score[i],
                                                  None if text is None else text[i], g, gs)
                                  for i, (a, b) in enumerate(segments)], 1)
-            x0 = self._to_x0(out, x, *self._alpha_sigma(tt, x))  # guidance is linear: the same in x0 or v
+            # the solver runs in fp32 whatever the network's precision; guidance is linear: the same in x0 or v
+            x0 = self._to_x0(out.float(), x, *self._alpha_sigma(tt, x))
             if known is not None:
                 x0 = torch.where(km, known, x0)
             x = sched.step(x0, t, x, generator=generator).prev_sample
         if known is not None:
             x = torch.where(km, known, x)
+        if trace is not None:
+            trace.append(x)
         return x
 
     def _join_seams(self, x, seams, generator, options: SamplerOptions, overlap: int) -> torch.Tensor:
         """Regenerate `overlap` frames around each seam, unconditionally, between known frames."""
         n, length, D = x.shape
         m = max(2, int(overlap))
-        null_ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long)
-        null_sc = torch.full((n,), float("nan"))
+        null_ex = torch.full((n,), len(self.spec.exercises), dtype=torch.long, device=x.device)
+        null_sc = torch.full((n,), float("nan"), device=x.device)
         for b in seams:
             f0, f1 = max(0, b - m // 2), min(length, b + m - m // 2)  # frames made anew
             lo, hi = max(0, f0 - m), min(length, f1 + m)  # with context on both sides
-            keep = torch.ones(n, hi - lo, self.spec.skeleton.n_joints, dtype=torch.bool)
+            keep = torch.ones(n, hi - lo, self.spec.skeleton.n_joints, dtype=torch.bool, device=x.device)
             keep[:, f0 - lo:f1 - lo] = False
             x = x.clone()
             x[:, lo:hi] = self._denoise(null_ex, null_sc, hi - lo, generator,

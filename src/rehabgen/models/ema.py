@@ -29,12 +29,14 @@ def ema_update(shadow: Shadow, nets: dict[str, nn.Module], decay: float, step: i
             continue
         # warm-up: average from the start instead of from the random initialisation
         d = min(decay, (1 + step) / (10 + step))
+        floats = [n for n, t in sd.items() if t.dtype.is_floating_point]
+        es = [shadow[k][n] for n in floats]
+        # one fused update for all tensors (a GPU would otherwise run two kernels per tensor per step)
+        torch._foreach_mul_(es, d)
+        torch._foreach_add_(es, [sd[n].detach().float() for n in floats], alpha=1 - d)
         for n, t in sd.items():
-            e = shadow[k][n]
-            if t.dtype.is_floating_point:
-                e.mul_(d).add_(t.detach().float(), alpha=1 - d)
-            else:
-                e.copy_(t)
+            if not t.dtype.is_floating_point:
+                shadow[k][n].copy_(t)
 
 
 @contextlib.contextmanager

@@ -188,8 +188,8 @@ class GANModel(GenerativeModel):
             accelerator.clip_grad_norm_(C.parameters(), 10.0 * h["grad_clip"])  # a safety net only
         optimizers["critic"].step()
         optimizers["critic"].zero_grad(set_to_none=True)
-        logs = {"loss": float(loss_c.detach()), "critic": float(loss_c.detach()), "wasserstein": float(w.detach()),
-                "gp": float(gp.detach()), "gen": float(-d_fake.mean().detach())}
+        logs = {"loss": loss_c.detach(), "critic": loss_c.detach(), "wasserstein": w.detach(),
+                "gp": gp.detach(), "gen": -d_fake.mean().detach()}  # tensors: read back at log steps only
 
         # ---- generator ----
         if gen_turn:
@@ -209,7 +209,7 @@ class GANModel(GenerativeModel):
             optimizers["generator"].step()
             optimizers["generator"].zero_grad(set_to_none=True)
             optimizers["critic"].zero_grad(set_to_none=True)  # the generator loss also reached the critic
-            logs.update({"gen": float(loss_g.detach()), "bone": float(bone.detach()), "vel": float(vel.detach())})
+            logs.update({"gen": loss_g.detach(), "bone": bone.detach(), "vel": vel.detach()})
         return logs
 
     def generate(self, exercise, score, length, generator, options, text=None):

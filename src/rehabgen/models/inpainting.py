@@ -42,7 +42,8 @@ def complete_sequence(model: GenerativeModel, seq: Sequence, fps: float, seed: i
     T = s.n_frames
     ex = torch.tensor([spec.exercises.index(seq.exercise)])
     unit = model.unit_scores(float(seq.score(spec.score_name)), 1)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same noise on every device
+    dev = model.device
     out = np.empty_like(z)
     L = spec.max_len
     with model.inference():
@@ -51,9 +52,9 @@ def complete_sequence(model: GenerativeModel, seq: Sequence, fps: float, seed: i
             if b - a < 2:
                 out[a:b] = z[a:b]
                 continue
-            res = model.inpaint(ex, unit, torch.from_numpy(z[None, a:b]), torch.from_numpy(known[None, a:b]), gen,
-                                options)
-            out[a:b] = res[0].float().numpy()
+            res = model.inpaint(ex.to(dev), unit.to(dev), torch.from_numpy(z[None, a:b]).to(dev),
+                                torch.from_numpy(known[None, a:b]).to(dev), gen, options)
+            out[a:b] = res[0].float().cpu().numpy()
     body = spec.normalizer.decode_body(out)
     positions = tf.invert(body).astype(np.float32)
     observed = np.where(known[..., None], tf.invert(s.positions), np.nan).astype(np.float32)

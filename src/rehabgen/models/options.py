@@ -27,7 +27,7 @@ class Capabilities:
 class SamplerOptions:
     """Options of an iterative sampler; None = the model's own default (its hyper-parameters)."""
 
-    sampler: str | None = None  # "dpm", "ddim" or "ddpm"
+    sampler: str | None = None  # "dpm", "ddim", "ddpm", or "distilled" (models from `rehabgen distill`)
     steps: int | None = None  # solver steps (network evaluations, x2/x3 with guidance)
     guidance: float | None = None  # classifier-free guidance scale on all conditions
     score_guidance: float | None = None  # a separate scale for the score's own effect

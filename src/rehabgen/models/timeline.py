@@ -41,9 +41,10 @@ def sample_timeline(model: GenerativeModel, texts: list[str], n: int = 1, length
     check_segments(spec, segments, int(length))
     ex = torch.full((k, n), len(spec.exercises), dtype=torch.long)  # text only: the null label
     gen = torch.Generator().manual_seed(int(seed))
+    dev = model.device
     with model.inference():
-        z = model.generate_timeline(ex, unit[:, None].expand(k, n).contiguous(),
-                                    emb[:, None].expand(k, n, -1).contiguous(), segments, int(length), gen, options,
+        z = model.generate_timeline(ex.to(dev), unit[:, None].expand(k, n).contiguous().to(dev),
+                                    emb[:, None].expand(k, n, -1).contiguous().to(dev), segments, int(length), gen, options,
                                     timeline_overlap(spec) if overlap is None else int(overlap))
     return spec.normalizer.decode(z.float().cpu().numpy())
 

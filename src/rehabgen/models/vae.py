@@ -85,10 +85,10 @@ class VAEModel(GenerativeModel):
         kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(-1)).mean()
         w_kl = h["beta"] * min(1.0, self.step / max(1, h["kl_warmup"]))
         loss = rec + h["w_vel"] * vel + h["w_bone"] * bone + w_kl * kl
-        return loss, {"rec": float(rec.detach()), "kl": float(kl.detach()), "bone": float(bone.detach())}
+        return loss, {"rec": rec.detach(), "kl": kl.detach(), "bone": bone.detach()}
 
     def generate(self, exercise, score, length, generator, options, text=None):
         """One pass: z ~ N(0, temperature^2) from `generator` (temperature 0: the mean sample)."""
         temperature = 1.0 if options.temperature is None else float(options.temperature)
-        z = torch.randn((len(exercise), self.hparams["latent"]), generator=generator) * temperature
+        z = torch.randn((len(exercise), self.hparams["latent"]), generator=generator).to(exercise.device) * temperature
         return self.nets["decoder"](z, exercise, score, length)
