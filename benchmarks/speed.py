@@ -1,7 +1,7 @@
 """Sampling and training speed per model and sampler, with the quality beside it (not a test).
 
     python benchmarks/speed.py --run diffusion=RUN --run distilled=RUN_FAST [--run gan=RUN ...]
-        [--device cpu|cuda] [--threads 2] [--n 1,256] [--ddpm-n 16] [--train-steps 40]
+        [--device cpu|cuda] [--threads 2] [--n 1,256] [--ddpm-n 16] [--precisions fp32,bf16] [--train-steps 40]
         [--quality DATA --repeats 3] [--out DIR]
 
 For every run it times sampling at each n (sequences/s; n=1 is the latency) for each sampler
@@ -9,7 +9,8 @@ that applies: a diffusion run with DDPM-1000 (the reference of the speed-up colu
 the same invocation at `--ddpm-n` sequences), DPM-Solver++ 20/8/4, and the run's own default
 (a distilled run's few-step student; a GAN/VAE's single pass). Every configuration runs in its
 own process, so its peak resident memory (CPU) or peak allocated memory (CUDA) is its own.
-`--train-steps` also times that many training steps of a fresh model of each run's family and
+Each configuration runs at every `--precisions` (the network's
+arithmetic; DDPM-1000 in fp32 only). `--train-steps` also times that many training steps of a fresh model of each run's family and
 config on its data (steps/s after a warm-up). `--quality DATA` evaluates each configuration
 (`rehabgen.evaluate.evaluate_run`, no downstream study) and prints FID, coverage, score MAE and
 the kinematic distances next to the real reference. Writes results.json and table.md in --out.
@@ -34,7 +35,7 @@ use_threads(int(sys.argv[6]))
 from rehabgen.models import SamplerOptions
 from rehabgen.runs import load_model
 run, sampler, steps, n, device = sys.argv[1], sys.argv[2] or None, int(sys.argv[3]) or None, int(sys.argv[4]), sys.argv[5]
-m = load_model(run, device)
+m = load_model(run, device, sys.argv[7])
 opts = SamplerOptions(sampler=sampler, steps=steps) if m.capabilities.sampler else None
 ex = m.spec.exercises[0]
 L = int(sorted(m.spec.default_length.values())[len(m.spec.default_length) // 2])
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", default="1,256", help="comma-separated numbers of sequences")
     ap.add_argument("--ddpm-n", type=int, default=16, help="sequences for DDPM-1000 (it is slow)")
+    ap.add_argument("--precisions", default="fp32", help="comma-separated: fp32, bf16, fp16 (CUDA)")
     ap.add_argument("--train-steps", type=int, default=0, help="also time this many training steps per run")
     ap.add_argument("--quality", default=None, help="data folder: also evaluate each configuration")
     ap.add_argument("--repeats", type=int, default=3)
@@ -132,14 +134,16 @@ def main() -> None:
     rows, ddpm = [], {}
     for name, run in runs:
         for label, sampler, steps in configs(run):
-            for n in ([args.ddpm_n] if sampler == "ddpm" else ns):
-                r = child(CHILD, [str(run), sampler, str(steps), str(n), args.device, str(args.threads)])
-                row = {"run": name, "sampler": label, "n": n, "seq_per_s": n / r["seconds"], **r}
-                if sampler == "ddpm":
-                    ddpm[name] = row["seq_per_s"]
-                rows.append(row)
-                print(f"{name:<12} {label:<12} n={n:<5} {row['seq_per_s']:>9.1f} seq/s  {r['seconds']:.3f} s  "
-                      f"peak {r['peak_mb']:.0f} MB", flush=True)
+            for prec in (["fp32"] if sampler == "ddpm" else args.precisions.split(",")):
+                for n in ([args.ddpm_n] if sampler == "ddpm" else ns):
+                    r = child(CHILD, [str(run), sampler, str(steps), str(n), args.device, str(args.threads), prec])
+                    lab = label if prec == "fp32" else f"{label} {prec}"
+                    row = {"run": name, "sampler": lab, "precision": prec, "n": n, "seq_per_s": n / r["seconds"], **r}
+                    if sampler == "ddpm":
+                        ddpm[name] = row["seq_per_s"]
+                    rows.append(row)
+                    print(f"{name:<12} {lab:<16} n={n:<5} {row['seq_per_s']:>9.1f} seq/s  {r['seconds']:.3f} s  "
+                          f"peak {r['peak_mb']:.0f} MB", flush=True)
     ref = next(iter(ddpm.values()), None)
     for row in rows:
         row["speedup_vs_ddpm1000"] = row["seq_per_s"] / ref if ref else None

@@ -66,10 +66,32 @@ class RunConfig:
         if self.max_minutes is not None:
             check_number(self.max_minutes, "--minutes", 0.0, lo_open=True)
         check_number(self.preprocess.fps, "--fps", 0.0, lo_open=True)
-        from rehabgen.tracking import check as check_tracker  # its package, if any, must be installed
-
-        check_tracker(self.log_with)
+        check_tracker(self.log_with)  # its package, if any, must be installed
         return self
+
+
+# experiment trackers (`rehabgen.tracking`): the packages accelerate's tracker imports (any one
+# of them), and how to get them
+TRACKERS = ("csv", "tensorboard", "wandb")
+_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+INSTALL = {"tensorboard": "pip install 'rehabgen[tensorboard]'", "wandb": "pip install wandb"}
+
+
+def tracker_available(name: str) -> bool:
+    """Whether the package behind tracker `name` can be imported (csv needs none)."""
+    import importlib.util
+
+    return name == "csv" or any(importlib.util.find_spec(m) is not None for m in _PACKAGES[name])
+
+
+def check_tracker(name: str | None, option: str = "--log-with") -> str:
+    """The tracker's name, or a ConfigError in one line: an unknown name lists the known ones; a
+    tracker whose package is missing says what to install. Called before any work starts."""
+    if name not in TRACKERS:
+        raise ConfigError(f"{option} must be one of {', '.join(TRACKERS)}, got {name!r}")
+    if not tracker_available(name):
+        raise ConfigError(f"{option} {name}: the {_PACKAGES[name][0]} package is not installed; {INSTALL[name]}")
+    return name
 
 
 def check_int(v, name: str, lo: int) -> None:

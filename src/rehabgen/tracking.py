@@ -12,7 +12,6 @@ doubles. A new run in the folder (also after `--force`) starts a new RUN/trackin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -21,31 +20,14 @@ import shutil
 import time
 from pathlib import Path
 
-from rehabgen.config import ConfigError
+# the names and their check live with the run config, which checks them (no import cycle)
+from rehabgen.config import _PACKAGES, INSTALL, TRACKERS, ConfigError, tracker_available as available  # noqa: F401
+from rehabgen.config import check_tracker as check  # noqa: F401
 
-TRACKERS = ("csv", "tensorboard", "wandb")
 DEFAULT = "csv"
 TRACKING_DIR = "tracking"  # RUN/tracking/: TensorBoard's event files, W&B's wandb/ folder
 WANDB_PROJECT = "rehabgen"
 _WANDB_ID = "wandb_run_id"  # RUN/tracking/wandb_run_id: a resumed run and its evaluation log into the same W&B run
-# the packages accelerate's tracker imports (any one of them), and how to get them
-_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
-INSTALL = {"tensorboard": "pip install 'rehabgen[tensorboard]'", "wandb": "pip install wandb"}
-
-
-def available(name: str) -> bool:
-    """Whether the package behind tracker `name` can be imported (csv needs none)."""
-    return name == "csv" or any(importlib.util.find_spec(m) is not None for m in _PACKAGES[name])
-
-
-def check(name: str | None, option: str = "--log-with") -> str:
-    """The tracker's name, or a ConfigError in one line: an unknown name lists the known ones; a
-    tracker whose package is missing says what to install. Called before any work starts."""
-    if name not in TRACKERS:
-        raise ConfigError(f"{option} must be one of {', '.join(TRACKERS)}, got {name!r}")
-    if not available(name):
-        raise ConfigError(f"{option} {name}: the {_PACKAGES[name][0]} package is not installed; {INSTALL[name]}")
-    return name
 
 
 def tracking_dir(run_dir: str | Path) -> Path:
