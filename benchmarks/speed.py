@@ -144,8 +144,9 @@ def main() -> None:
                     rows.append(row)
                     print(f"{name:<12} {lab:<16} n={n:<5} {row['seq_per_s']:>9.1f} seq/s  {r['seconds']:.3f} s  "
                           f"peak {r['peak_mb']:.0f} MB", flush=True)
-    ref = next(iter(ddpm.values()), None)
+    first = next(iter(ddpm.values()), None)  # runs without their own DDPM row (students, GANs): the first's
     for row in rows:
+        ref = ddpm.get(row["run"], first)
         row["speedup_vs_ddpm1000"] = row["seq_per_s"] / ref if ref else None
     train_rows = []
     if args.train_steps:
