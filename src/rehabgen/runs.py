@@ -211,9 +211,7 @@ def distill_run(run_dir: str | Path, out: str | Path, data: str | Path | None = 
     train_ds, _ = load_split(run_dir, ds)
     if len(train_ds) == 0:
         raise DataError(f"{data}: none of the run's training subjects is in this folder")
-    spec = teacher.spec
-    _, arrays = prepare_data(train_ds, spec.preprocess, spec.max_len, spec.score_name, spec.normalizer,
-                             spec.text_encoder, augment="")
+    arrays = teacher.arrays(train_ds, augment="")  # the trajectories' conditions: no training copies
     log: list[dict] = []
     student, summary = distill(teacher, arrays, student_steps=student_steps, teacher_steps=teacher_steps,
                                n_trajectories=trajectories, steps=steps, batch=batch, lr=lr, seed=seed,

@@ -136,11 +136,15 @@ class GenerativeModel:
 
     def fit(self, ds: Dataset | TrainArrays, steps: int = 1000, seed: int = 0, out_dir: str | Path | None = None,
             **train_kwargs) -> "GenerativeModel":
-        arrays = ds if isinstance(ds, TrainArrays) else prepare_data(
-            ds, self.spec.preprocess, self.spec.max_len, self.spec.score_name, self.spec.normalizer,
-            self.spec.text_encoder, augment=self.hparams["augment"])[1]
+        arrays = ds if isinstance(ds, TrainArrays) else self.arrays(ds)
         train(self, arrays, steps=steps, seed=seed, out_dir=out_dir, **train_kwargs)
         return self
+
+    def arrays(self, ds: Dataset, augment: str | None = None) -> TrainArrays:
+        """`ds` as this model's training arrays (its preprocessing, normaliser and text encoder);
+        `augment` None: the model's own training copies."""
+        return prepare_data(ds, self.spec.preprocess, self.spec.max_len, self.spec.score_name, self.spec.normalizer,
+                            self.spec.text_encoder, augment=self.hparams["augment"] if augment is None else augment)[1]
 
     def check_options(self, options: SamplerOptions | None) -> SamplerOptions:
         """The options, or an error naming those this family doesn't have."""

@@ -107,9 +107,11 @@ def teacher_trajectories(teacher: GenerativeModel, arrays: TrainArrays, n: int, 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc="teacher trajectories", unit="seq", mininterval=1.0)
+    made = 0
     with teacher.inference():
-        while sum(c.exercise.shape[0] for c in chunks) < n:
-            B = min(batch, n - sum(c.exercise.shape[0] for c in chunks))
+        while made < n:
+            B = min(batch, n - made)
+            made += B
             ex, sc, text = _conditions(teacher, arrays, B, rng)
             T = int(rng.choice(lengths)) if rng.random() < 2 / 3 else int(rng.integers(lo, spec.max_len + 1))
             trace: list[torch.Tensor] = []
@@ -162,8 +164,13 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     warm = min(50, steps // 10 + 1)
     sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    # each jump's coefficients, once: x_t = a x0 + s eps at its time, a2/s2 at the next (1/0 at the end)
     acp = teacher.train_scheduler.alphas_cumprod.double()
     t_of = torch.tensor(grid)
+    nxt = torch.tensor(grid[1:], dtype=torch.long)
+    A, S = acp[t_of].sqrt(), (1 - acp[t_of]).sqrt()
+    A2 = torch.cat([acp[nxt].sqrt(), torch.ones(1, dtype=torch.float64)])
+    S2 = torch.cat([(1 - acp[nxt]).sqrt(), torch.zeros(1, dtype=torch.float64)])
     g = torch.Generator().manual_seed(seed + 1)
     it = range(steps)
     bar = None
@@ -182,18 +189,14 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
         j = torch.randint(0, K, (B,), generator=g)  # which of the student's jumps
         rows = torch.arange(B)
         x_t, x_next = c.states[j, rows], c.states[j + 1, rows]  # (B, T, D)
-        t = t_of[j]
-        a, s = acp[t].sqrt(), (1 - acp[t]).sqrt()
-        nxt = torch.tensor([grid[i + 1] if i + 1 < K else -1 for i in j.tolist()])
-        a2 = torch.where(nxt >= 0, acp[nxt.clamp(min=0)].sqrt(), torch.ones_like(a))
-        s2 = torch.where(nxt >= 0, (1 - acp[nxt.clamp(min=0)]).sqrt(), torch.zeros_like(a))
+        t, a, s, a2, s2 = t_of[j], A[j], S[j], A2[j], S2[j]
         # the x0 whose DDIM jump t -> next lands on the teacher's state: x' = a2 x0 + s2 (x - a x0) / s
         x0 = (x_next.double() - (s2 / s)[:, None, None] * x_t.double()) / (a2 - s2 * a / s)[:, None, None]
         a_, s_ = a.float()[:, None, None], s.float()[:, None, None]
         x0 = x0.float()
         out = net(x_t.to(dev), t.to(dev), c.exercise.to(dev), c.score.to(dev),
                   text=None if c.text is None else c.text.to(dev))
-        if student.hparams["prediction"] == "v":
+        if h["prediction"] == "v":
             target = (a_ * x_t - x0) / s_  # v = (a x_t - x0) / s
         else:
             target = x0
@@ -223,7 +226,7 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
         n_.eval()
     summary = {"teacher_sampler": options.given(), "teacher_timesteps": times, "student_timesteps": grid,
                "student_steps": K, "network_evaluations": {"teacher": teacher_steps * _branches(teacher), "student": K},
-               "trajectories": int(sum(c.exercise.shape[0] for c in chunks)), "distill_steps": steps, "batch": batch,
+               "trajectories": n_trajectories, "distill_steps": steps, "batch": batch,
                "lr": lr, "seed": seed, "first_loss": first, "final_loss_ema": ema_loss,
                "seconds_trajectories": round(t_pool, 1), "seconds_training": round(time.time() - t1, 1)}
     return student, summary
