@@ -79,11 +79,11 @@ def table(results: dict[str, list[dict]]) -> str:
                          f"| {_ms(stable)} | " + " | ".join(ratios) + " |")
     exercises = sorted((first.get("downstream") or {}).get("conditions", {}).get("real", {})
                        .get("held_out_test", {}).get("per_exercise", {}))
-    for cond in ("real", "real+augmented", "real+generated", "tstr"):
+    for cond in ("exercise-mean", "real", "real+augmented", "real+generated", "tstr"):
         for e in [None, *exercises]:
             name = f"downstream TS RMSE, {cond}" + (f", {e}" if e else "")
             vals = {f: [downstream_rmse(r, cond, e) for r in results[f]] for f in fams}
-            if cond in ("real", "real+augmented"):  # the same for every family: reference columns
+            if cond in ("exercise-mean", "real", "real+augmented"):  # the same for every family: reference columns
                 allv = [v for vs in vals.values() for v in vs]
                 lines.append(f"| {name} ↓ | {_ms(allv)} | " + " | ".join("–" for _ in fams) + " |")
             else:

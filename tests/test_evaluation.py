@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rehabgen.data import Dataset
+from rehabgen.data.dataset import score_range
 from rehabgen.metrics.downstream import assessment_study, classic_augment
 from rehabgen.metrics.evaluator import Evaluator, data_key, eval_inputs, eval_inputs_from_positions, train_fcn
 
@@ -89,13 +90,25 @@ def test_downstream_study_no_leak_oracle_beats_noise(split):
     b = assessment_study(tr, te, noise, k=2, seed=0, steps=60)
     for f in a["folds"]:
         assert not set(f["train_subjects"]) & set(f["test_subjects"])
-    assert set(a["conditions"]) == {"real", "real+generated", "real+augmented", "tstr"}
+    assert set(a["conditions"]) == {"real", "real+generated", "real+augmented", "tstr", "exercise-mean"}
+    # the no-skill baseline, by hand: each exercise's mean training score of the fold, on the test subjects
+    x, exs, sc = eval_inputs(tr, "TS")
+    xt, ext, sct = eval_inputs(te, "TS")
+    lo, hi = score_range("TS", sc)
+    want = []
+    for f in a["folds"]:
+        sel = np.isin([s.subject for s in tr], f["train_subjects"])
+        prior = {e: sc[sel & (exs == e)].mean() for e in np.unique(exs)}
+        want.append(np.sqrt(np.mean((np.array([prior[e] for e in ext]) - sct) ** 2)))
+    base = a["conditions"]["exercise-mean"]["held_out_test"]
+    assert base["rmse"]["mean"] == pytest.approx(np.mean(want), rel=1e-5) and hi > lo
+    assert np.isnan(base["accuracy"]["mean"])
     ho = a["conditions"]["tstr"]["held_out_test"]
     assert {"rmse", "mae", "rmse_unit", "accuracy", "per_exercise"} <= set(ho)
     assert b["conditions"]["tstr"]["held_out_test"]["rmse"]["mean"] > ho["rmse"]["mean"]
     assert b["conditions"]["tstr"]["held_out_test"]["accuracy"]["mean"] <= ho["accuracy"]["mean"]
     only_real = assessment_study(tr, te, None, k=2, seed=0, steps=10)
-    assert set(only_real["conditions"]) == {"real", "real+augmented"}
+    assert set(only_real["conditions"]) == {"real", "real+augmented", "exercise-mean"}
 
 
 def test_downstream_balanced_scores_label_generated_data_with_what_was_asked(split):

@@ -30,7 +30,8 @@ def _side(overall, per, acc):
 
 def fake_study(held_out: bool = True) -> dict:
     rows = {"real": (10.33, {"Es1": 8.0, "Es2": 12.5}, 0.95), "real+generated": (9.33, {"Es1": 8.5, "Es2": 10.1}, 0.97),
-            "real+augmented": (9.57, {"Es1": 8.2, "Es2": 10.9}, 0.96), "tstr": (11.1, {"Es1": 11.0, "Es2": 11.2}, 0.90)}
+            "real+augmented": (9.57, {"Es1": 8.2, "Es2": 10.9}, 0.96), "tstr": (11.1, {"Es1": 11.0, "Es2": 11.2}, 0.90),
+            "exercise-mean": (10.4, {"Es1": 9.0, "Es2": 11.8}, float("nan"))}
     conds = {}
     for c, (o, per, acc) in rows.items():
         conds[c] = {"fold_test": _side(o + 1, {e: v + 1 for e, v in per.items()}, acc - 0.1)}
@@ -47,7 +48,8 @@ def test_downstream_table_marks_the_best_per_column(tmp_path):
     assert lines[0] == "| condition | overall RMSE | Es1 | Es2 | exercise accuracy |"
     assert lines[1] == "|---|---|---|---|---|"
     rows = {line.split(" | ")[0][2:]: line for line in lines[2:]}
-    assert list(rows) == ["real", "real+generated", "real+augmented", "tstr"]
+    assert list(rows) == ["real", "real+generated", "real+augmented", "tstr", "exercise-mean"]
+    assert rows["exercise-mean"] == "| exercise-mean | 10.40 ± 0.10 | 9.00 ± 0.20 | 11.80 ± 0.20 | – |"
     assert rows["real+generated"] == "| real+generated | **9.33 ± 0.10** | 8.50 ± 0.20 | **10.10 ± 0.20** | **0.970 ± 0.010** |"
     assert rows["real"] == "| real | 10.33 ± 0.10 | **8.00 ± 0.20** | 12.50 ± 0.20 | 0.950 ± 0.010 |"
     assert "**" not in rows["tstr"] and "**" not in rows["real+augmented"]

@@ -919,6 +919,7 @@ def distill_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="The teacher's data folder [default: the one its config.json names]."),
     student_steps: int = typer.Option(4, "--student-steps", min=1, help="Network evaluations per sample of the student."),
     teacher_steps: int = typer.Option(20, "--teacher-steps", min=2, help="DPM-Solver++ steps of the teacher's trajectories."),
+    grid: str = typer.Option("even", "--grid", help="Student times among the teacher's: 'even', or 'late' (dense at low noise)."),
     trajectories: int = typer.Option(2048, "--trajectories", min=8, help="Teacher trajectories to learn from."),
     steps: int = typer.Option(1500, "--steps", min=1, help="Distillation optimizer steps."),
     batch: int = typer.Option(64, "--batch", min=1, help="Trajectories per step."),
@@ -948,7 +949,8 @@ def distill_cmd(
     dev = _device(device)
     try:
         res = distill_run(run_dir, out, data=data, student_steps=student_steps, teacher_steps=teacher_steps,
-                          trajectories=trajectories, steps=steps, batch=batch, lr=lr, seed=seed, device=dev)
+                          trajectories=trajectories, steps=steps, batch=batch, lr=lr, seed=seed, device=dev,
+                          grid=grid)
     except (DataError, ModelError) as e:
         fail(str(e))
     s = res["summary"]

@@ -191,7 +191,8 @@ def _build(cfg: RunConfig, train_ds: Dataset) -> tuple[GenerativeModel, object]:
 
 def distill_run(run_dir: str | Path, out: str | Path, data: str | Path | None = None, student_steps: int = 4,
                 teacher_steps: int = 20, trajectories: int = 2048, steps: int = 1500, batch: int = 64,
-                lr: float = 2e-4, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+                lr: float = 2e-4, seed: int = 0, device: str = "cpu", progress: bool = True,
+                grid: str = "even") -> dict:
     """Distil the diffusion model of `run_dir` into a few-step student, written as a run folder
     `out` (model/, config.json, split.json, log.csv, distill_summary.json) that `sample`,
     `evaluate` and every other command use like the teacher's run. The student learns from the
@@ -215,7 +216,7 @@ def distill_run(run_dir: str | Path, out: str | Path, data: str | Path | None = 
     log: list[dict] = []
     student, summary = distill(teacher, arrays, student_steps=student_steps, teacher_steps=teacher_steps,
                                n_trajectories=trajectories, steps=steps, batch=batch, lr=lr, seed=seed,
-                               progress=progress, log=log)
+                               progress=progress, log=log, grid=grid)
     summary["teacher_run"] = str(run_dir.resolve())
     tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}."))
     try:
@@ -224,7 +225,7 @@ def distill_run(run_dir: str | Path, out: str | Path, data: str | Path | None = 
                                          "hparams": student.hparams, "teacher": str(run_dir.resolve()),
                                          "distill": {"student_steps": student_steps, "teacher_steps": teacher_steps,
                                                      "trajectories": trajectories, "steps": steps, "batch": batch,
-                                                     "lr": lr, "seed": seed, "device": str(teacher.device)},
+                                                     "grid": grid, "lr": lr, "seed": seed, "device": str(teacher.device)},
                                          "versions": versions()})
         if (run_dir / "split.json").is_file():
             shutil.copy2(run_dir / "split.json", tmp / "split.json")

@@ -40,12 +40,26 @@ class Chunk:
     text: torch.Tensor | None  # (B, D_text) or None
 
 
-def student_grid(teacher_times: list[int], k: int) -> tuple[list[int], list[int]]:
-    """The student's K times, a subset of the teacher's S (spread evenly), and their indices."""
+GRIDS = ("even", "late")
+
+
+def student_grid(teacher_times: list[int], k: int, spacing: str = "even") -> tuple[list[int], list[int]]:
+    """The student's K times, a subset of the teacher's S, and their indices. "even" spreads
+    them evenly; "late" puts them densely near the end (index S (1 - (1 - i/K)^2)), so the last
+    jump to clean motion starts from little noise."""
     s = len(teacher_times)
     if not 1 <= k <= s:
         raise ModelError(f"--student-steps must be between 1 and the teacher's {s} solver steps, got {k}")
-    idx = sorted({int(round(i * s / k)) for i in range(k)})
+    if spacing not in GRIDS:
+        raise ModelError(f"student grid must be one of {', '.join(GRIDS)}, got {spacing!r}")
+    if spacing == "even":
+        idx = [int(round(i * s / k)) for i in range(k)]
+    else:
+        idx = [int(round(s * (1 - (1 - i / k) ** 2))) for i in range(k)]
+    for i in range(1, k):  # strictly increasing and inside the teacher's steps
+        idx[i] = max(idx[i], idx[i - 1] + 1)
+    for i in range(k - 1, -1, -1):
+        idx[i] = min(idx[i], s - (k - i))
     return [int(teacher_times[i]) for i in idx], idx
 
 
@@ -129,7 +143,7 @@ def teacher_trajectories(teacher: GenerativeModel, arrays: TrainArrays, n: int, 
 
 def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 4, teacher_steps: int = 20,
             n_trajectories: int = 2048, steps: int = 1500, batch: int = 64, lr: float = 2e-4, seed: int = 0,
-            progress: bool = True, log: list | None = None) -> tuple[GenerativeModel, dict]:
+            progress: bool = True, log: list | None = None, grid: str = "even") -> tuple[GenerativeModel, dict]:
     """A student of `teacher` (a diffusion model) that samples in `student_steps` network
     evaluations. Returns (student, summary); `log` gets a row every 50 steps."""
     if not teacher.capabilities.sampler or not hasattr(teacher, "_denoise"):
@@ -140,7 +154,7 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
     options = SamplerOptions(sampler="dpm", steps=teacher_steps)
     sched = teacher.scheduler(options)
     times = [int(t) for t in sched.timesteps]
-    grid, idx = student_grid(times, student_steps)
+    grid, idx = student_grid(times, student_steps, grid)
     K = len(grid)
 
     torch.manual_seed(seed)
