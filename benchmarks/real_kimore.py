@@ -8,7 +8,10 @@ reference.
 Runs one training at a time (two torch jobs on 2 cores slow each other ~10x) with the threads
 given by --threads. Finished runs and reports are reused, so an interrupted benchmark resumes.
 `--test-data DIR` evaluates on a given test folder (published folds) instead of each run's own
-held-out subjects. Prints Markdown; writes `results.json` and `table.md` into --out.
+held-out subjects. `--guidance G` samples the diffusion runs at another classifier-free guidance
+(training does not depend on it, so the same runs serve every G; reports go to `report_gG`);
+`--no-downstream` skips the downstream study. Prints Markdown; writes `results.json` and
+`table.md` into --out.
 """
 
 from __future__ import annotations
@@ -25,22 +28,27 @@ import torch
 from rehabgen.config import RunConfig
 from rehabgen.evaluate import evaluate_run
 from rehabgen.metrics.registry import arrow, label
+from rehabgen.models import SamplerOptions
 from rehabgen.runs import train_run
 
 
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
-            folds: int, downstream_scores: str = "matched") -> dict:
+            folds: int, downstream_scores: str = "matched", guidance: float | None = None,
+            downstream: bool = True) -> dict:
     run = out / f"{family}_s{seed}"
     if not (run / "model" / "model.json").is_file():
         resume = (run / "checkpoint").is_dir()
         train_run(RunConfig(data=data, model=family, seed=seed, steps=steps), run, resume=resume, steps=steps)
     train_s = json.loads((run / "train_summary.json").read_text())["seconds"]  # of the (last) training session
-    rep = run / (("report_test" if test_data else "report") + ("" if downstream_scores == "matched" else "_balanced"))
+    rep = run / (("report_test" if test_data else "report") + ("" if downstream_scores == "matched" else "_balanced")
+                 + ("" if guidance is None or family != "diffusion" else f"_g{guidance:g}")
+                 + ("" if downstream else "_nodownstream"))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
     else:
+        sampler = SamplerOptions(guidance=guidance) if guidance is not None and family == "diffusion" else None
         res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,
-                           downstream_scores=downstream_scores)
+                           downstream_scores=downstream_scores, sampler=sampler, downstream=downstream)
     res["train_seconds"] = train_s
     return res
 
@@ -125,6 +133,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--downstream-scores", default="matched", choices=("matched", "balanced"),
                     help="scores of the downstream study's generated data (see `rehabgen evaluate --help`)")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="sample the diffusion runs at this classifier-free guidance [default: the model's]")
+    ap.add_argument("--no-downstream", action="store_true", help="skip the downstream study (faster)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -135,17 +146,19 @@ def main():
         seeds = dict(x.split("=", 1) for x in a.seeds_of).get(fam, seeds)
         for seed in (int(s) for s in seeds.split(",")):
             results.setdefault(fam, []).append(run_one(a.data, fam, seed, a.steps, out, a.test_data, a.repeats,
-                                                       a.folds, a.downstream_scores))
+                                                       a.folds, a.downstream_scores, a.guidance,
+                                                       not a.no_downstream))
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
             f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}"
             f"{'; ' + ', '.join(a.seeds_of) if a.seeds_of else ''}), "
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
             f"downstream generated data: {a.downstream_scores} scores; "
+            f"{'' if a.guidance is None else f'diffusion guidance {a.guidance:g}; '}"
             f"training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
                                                    for f, rs in results.items()))
     md = "\n\n".join([head, table(results), kinematics_lines(results)])
     print(md)
-    tag = "" if a.downstream_scores == "matched" else "_balanced"
+    tag = ("" if a.downstream_scores == "matched" else "_balanced") + ("" if a.guidance is None else f"_g{a.guidance:g}")
     (out / f"table{tag}.md").write_text(md + "\n")
     (out / f"results{tag}.json").write_text(json.dumps(results, indent=1, default=str))
 

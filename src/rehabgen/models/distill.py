@@ -40,7 +40,8 @@ class Chunk:
     text: torch.Tensor | None  # (B, D_text) or None
 
 
-GRIDS = ("even", "late")
+GRID_POWER = {"even": 1.0, "late": 2.0}  # index = S (1 - (1 - i/K)^power)
+GRIDS = tuple(GRID_POWER)
 
 
 def student_grid(teacher_times: list[int], k: int, spacing: str = "even") -> tuple[list[int], list[int]]:
@@ -52,10 +53,8 @@ def student_grid(teacher_times: list[int], k: int, spacing: str = "even") -> tup
         raise ModelError(f"--student-steps must be between 1 and the teacher's {s} solver steps, got {k}")
     if spacing not in GRIDS:
         raise ModelError(f"student grid must be one of {', '.join(GRIDS)}, got {spacing!r}")
-    if spacing == "even":
-        idx = [int(round(i * s / k)) for i in range(k)]
-    else:
-        idx = [int(round(s * (1 - (1 - i / k) ** 2))) for i in range(k)]
+    p = GRID_POWER[spacing]
+    idx = [int(round(s * (1 - (1 - i / k) ** p))) for i in range(k)]
     for i in range(1, k):  # strictly increasing and inside the teacher's steps
         idx[i] = max(idx[i], idx[i - 1] + 1)
     for i in range(k - 1, -1, -1):
