@@ -919,7 +919,7 @@ def distill_cmd(
     data: Optional[Path] = typer.Option(None, "--data", help="The teacher's data folder [default: the one its config.json names]."),
     student_steps: int = typer.Option(4, "--student-steps", min=1, help="Network evaluations per sample of the student."),
     teacher_steps: int = typer.Option(20, "--teacher-steps", min=2, help="DPM-Solver++ steps of the teacher's trajectories."),
-    grid: str = typer.Option("even", "--grid", help="Student times among the teacher's: 'even', or 'late' (dense at low noise)."),
+    grid: str = typer.Option("late", "--grid", help="Student times among the teacher's: 'late' (dense at low noise: the last jump starts from little noise) or 'even'."),
     trajectories: int = typer.Option(2048, "--trajectories", min=8, help="Teacher trajectories to learn from."),
     steps: int = typer.Option(1500, "--steps", min=1, help="Distillation optimizer steps."),
     batch: int = typer.Option(64, "--batch", min=1, help="Trajectories per step."),

@@ -192,7 +192,7 @@ def _build(cfg: RunConfig, train_ds: Dataset) -> tuple[GenerativeModel, object]:
 def distill_run(run_dir: str | Path, out: str | Path, data: str | Path | None = None, student_steps: int = 4,
                 teacher_steps: int = 20, trajectories: int = 2048, steps: int = 1500, batch: int = 64,
                 lr: float = 2e-4, seed: int = 0, device: str = "cpu", progress: bool = True,
-                grid: str = "even") -> dict:
+                grid: str = "late") -> dict:
     """Distil the diffusion model of `run_dir` into a few-step student, written as a run folder
     `out` (model/, config.json, split.json, log.csv, distill_summary.json) that `sample`,
     `evaluate` and every other command use like the teacher's run. The student learns from the

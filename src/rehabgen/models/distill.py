@@ -8,7 +8,10 @@ of those times, one network evaluation each and no guidance; it is trained so th
 jumps lands where the teacher's trajectory was at the next of its times (the target of
 progressive distillation, Salimans & Ho 2022, over S/K teacher steps at once instead of 2), and
 the last one on the teacher's final motion (the regression with the teacher's own velocity and
-acceleration terms, which keep the few jumps from leaving jitter). Guidance is baked in (Meng et al. 2023): the student
+acceleration terms, which keep the few jumps from leaving jitter). The K times are dense at low
+noise by default ("late": 999, 549, 250, 50 of DPM-Solver++ 20 for K = 4), so the last jump, the
+one whose error is left in the motion, starts from little noise: on built-in data jerk W 0.81
+against 1.46 with evenly spread times (teacher 1.09). Guidance is baked in (Meng et al. 2023): the student
 learns the guided trajectories of every condition it may be asked for, including free score and
 free exercise. Distilling a few minutes on a CPU is enough: the student starts as the teacher,
 and the targets are exact (no noise in the regression).
@@ -142,7 +145,7 @@ def teacher_trajectories(teacher: GenerativeModel, arrays: TrainArrays, n: int, 
 
 def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 4, teacher_steps: int = 20,
             n_trajectories: int = 2048, steps: int = 1500, batch: int = 64, lr: float = 2e-4, seed: int = 0,
-            progress: bool = True, log: list | None = None, grid: str = "even") -> tuple[GenerativeModel, dict]:
+            progress: bool = True, log: list | None = None, grid: str = "late") -> tuple[GenerativeModel, dict]:
     """A student of `teacher` (a diffusion model) that samples in `student_steps` network
     evaluations. Returns (student, summary); `log` gets a row every 50 steps."""
     if not teacher.capabilities.sampler or not hasattr(teacher, "_denoise"):
