@@ -206,6 +206,8 @@ def test_distill_writes_a_run_folder_the_other_commands_use(run_dir, data, tmp_p
     assert (fast / "split.json").read_text() == (run_dir / "split.json").read_text()
     summary = json.loads((fast / "distill_summary.json").read_text())
     assert summary["trajectories"] == 16 and summary["network_evaluations"] == {"teacher": 8, "student": 2}
+    assert summary["grid"] == cfg["distill"]["grid"] == "late"  # the default: the 2nd jump starts at the last step
+    assert summary["student_timesteps"] == [summary["teacher_timesteps"][i] for i in (0, 3)]
     assert (fast / "log.csv").read_text().startswith("step,")
     r = run("sample", fast, "--exercise", "Es2", "--n", 2, "--out", tmp_path / "s.npz")
     assert r.exit_code == 0, r.output
@@ -225,3 +227,6 @@ def test_distill_writes_a_run_folder_the_other_commands_use(run_dir, data, tmp_p
     assert r.exit_code == 2 and "--student-steps 30 must not exceed --teacher-steps 20" in r.output
     r = run("distill", fast, "--out", tmp_path / "f3")
     assert r.exit_code == 2 and "already distilled" in r.output
+    r = run("distill", run_dir, "--out", tmp_path / "f4", "--grid", "odd")
+    assert r.exit_code == 2 and "--grid must be one of even, late, got 'odd'" in r.output
+    assert not (tmp_path / "f4").exists()

@@ -288,15 +288,15 @@ def test_distilled_student_follows_the_teacher_in_few_steps(trained, tmp_path):
     from rehabgen.models.distill import distill, student_grid
 
     _, model, arrays, _ = trained
-    assert student_grid([999, 899, 799, 699], 2) == ([999, 799], [0, 2])
+    assert student_grid([999, 899, 799, 699], 2, "even") == ([999, 799], [0, 2])
     twenty = list(range(999, 0, -50))
-    assert student_grid(twenty, 4, "late")[1] == [0, 9, 15, 19]  # dense where the noise is low
+    assert student_grid(twenty, 4)[1] == [0, 9, 15, 19]  # the default: dense where the noise is low
     assert student_grid(twenty, 20, "late")[1] == list(range(20))
     with pytest.raises(ModelError, match="student grid must be one of even, late, got 'odd'"):
         student_grid(twenty, 4, "odd")
     student, summary = distill(model, arrays, student_steps=1, teacher_steps=10, n_trajectories=64, steps=200,
                                batch=32, lr=5e-4, seed=0, progress=False)
-    assert summary["network_evaluations"] == {"teacher": 20, "student": 1}
+    assert summary["network_evaluations"] == {"teacher": 20, "student": 1} and summary["grid"] == "late"
     assert student.hparams["sampler"] == "distilled" and student.hparams["guidance"] == 1.0
     teacher = model.sample("Es1", 40.0, n=16, seed=7, options=SamplerOptions("dpm", 10))
     fast = student.sample("Es1", 40.0, n=16, seed=7)

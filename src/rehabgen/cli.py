@@ -940,6 +940,10 @@ def distill_cmd(
     _number(lr, "--lr", 0.0, 1.0, lo_open=True)
     if student_steps > teacher_steps:
         fail(f"--student-steps {student_steps} must not exceed --teacher-steps {teacher_steps}")
+    from rehabgen.models.distill import GRIDS
+
+    if grid not in GRIDS:
+        fail(f"--grid must be one of {', '.join(GRIDS)}, got {grid!r}")
     if out.resolve() == run_dir.resolve():
         fail("--out must be another folder than the teacher's run")
     _check_out_dir(out, force, "files (a run?)")

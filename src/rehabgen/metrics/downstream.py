@@ -9,8 +9,8 @@ fold's training subjects under four conditions:
   tstr             generated sequences only (train on synthetic, test on real);
   exercise-mean    no network: each exercise's mean training score (real sequences of the fold).
 The last is the no-skill baseline: an assessor that does not beat it has learned nothing from
-the motion that carries over to new subjects (on the 21 real KIMORE patients, 2-3 folds of ~57
-recordings, the real-only FCN is 20 % worse than it: it overfits).
+the motion that carries over to new subjects (on the 21 real KIMORE patients, 3 folds of ~57
+training recordings, the real-only FCN is 20 % worse than it: it overfits).
 Each fold model is tested on the fold's held-out subjects and on the held-out test subjects of
 the run. Only the latter is fully honest: the generator saw every training subject, so its
 samples may carry information about a fold's held-out subjects. Mean ± std over folds.

@@ -47,7 +47,7 @@ GRID_POWER = {"even": 1.0, "late": 2.0}  # index = S (1 - (1 - i/K)^power)
 GRIDS = tuple(GRID_POWER)
 
 
-def student_grid(teacher_times: list[int], k: int, spacing: str = "even") -> tuple[list[int], list[int]]:
+def student_grid(teacher_times: list[int], k: int, spacing: str = "late") -> tuple[list[int], list[int]]:
     """The student's K times, a subset of the teacher's S, and their indices. "even" spreads
     them evenly; "late" puts them densely near the end (index S (1 - (1 - i/K)^2)), so the last
     jump to clean motion starts from little noise."""
@@ -156,7 +156,8 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
     options = SamplerOptions(sampler="dpm", steps=teacher_steps)
     sched = teacher.scheduler(options)
     times = [int(t) for t in sched.timesteps]
-    grid, idx = student_grid(times, student_steps, grid)
+    spacing = grid
+    grid, idx = student_grid(times, student_steps, spacing)  # from here on: the student's times
     K = len(grid)
 
     torch.manual_seed(seed)
@@ -240,7 +241,7 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
                 bar.set_postfix(loss=f"{ema_loss:.4f}")
     for n_ in student.nets.values():
         n_.eval()
-    summary = {"teacher_sampler": options.given(), "teacher_timesteps": times, "student_timesteps": grid,
+    summary = {"teacher_sampler": options.given(), "teacher_timesteps": times, "grid": spacing, "student_timesteps": grid,
                "student_steps": K, "network_evaluations": {"teacher": teacher_steps * _branches(teacher), "student": K},
                "trajectories": n_trajectories, "distill_steps": steps, "batch": batch,
                "lr": lr, "seed": seed, "first_loss": first, "final_loss_ema": ema_loss,
