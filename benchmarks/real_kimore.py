@@ -40,13 +40,13 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
         resume = (run / "checkpoint").is_dir()
         train_run(RunConfig(data=data, model=family, seed=seed, steps=steps), run, resume=resume, steps=steps)
     train_s = json.loads((run / "train_summary.json").read_text())["seconds"]  # of the (last) training session
+    guidance = guidance if family == "diffusion" else None  # the other families have no guidance
     rep = run / (("report_test" if test_data else "report") + ("" if downstream_scores == "matched" else "_balanced")
-                 + ("" if guidance is None or family != "diffusion" else f"_g{guidance:g}")
-                 + ("" if downstream else "_nodownstream"))
+                 + ("" if guidance is None else f"_g{guidance:g}") + ("" if downstream else "_nodownstream"))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
     else:
-        sampler = SamplerOptions(guidance=guidance) if guidance is not None and family == "diffusion" else None
+        sampler = None if guidance is None else SamplerOptions(guidance=guidance)
         res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,
                            downstream_scores=downstream_scores, sampler=sampler, downstream=downstream)
     res["train_seconds"] = train_s

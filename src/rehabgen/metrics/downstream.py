@@ -71,7 +71,8 @@ def _scores(pred_u, true_u, pred_ex, true_ex, lo, hi, exercises) -> dict:
 
 
 def _no_skill(prior, true_u, true_ex, lo, hi, exercises) -> dict:
-    """Scores of predicting each exercise's mean training score (the exercise is given: no accuracy)."""
+    """Scores of predicting each exercise's mean training score (the exercise is given: no accuracy);
+    an exercise with no scored training sequence gets the middle of the scale."""
     res = _scores(np.nan_to_num(prior[true_ex], nan=0.5), true_u, true_ex, true_ex, lo, hi, exercises)
     res["accuracy"] = float("nan")
     return res
@@ -152,8 +153,11 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
         tr, te = np.array(tr), np.array(te)
         for c in conditions:
             if c == BASELINE:
-                prior = np.array([np.nanmean(u[tr][ex[tr] == e]) if np.isfinite(u[tr][ex[tr] == e]).any() else np.nan
-                                  for e in range(len(ex_names))])
+                prior = np.full(len(ex_names), np.nan)
+                for e in range(len(ex_names)):
+                    known = u[tr][(ex[tr] == e) & np.isfinite(u[tr])]
+                    if known.size:
+                        prior[e] = known.mean()
                 results[c]["fold_test"].append(_no_skill(prior, u[te], ex[te], lo, hi, ex_names))
                 if xt is not None:
                     results[c]["held_out_test"].append(_no_skill(prior, ut, ext, lo, hi, ex_names))

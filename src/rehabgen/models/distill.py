@@ -156,17 +156,16 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
     options = SamplerOptions(sampler="dpm", steps=teacher_steps)
     sched = teacher.scheduler(options)
     times = [int(t) for t in sched.timesteps]
-    spacing = grid
-    grid, idx = student_grid(times, student_steps, spacing)  # from here on: the student's times
-    K = len(grid)
+    jumps, idx = student_grid(times, student_steps, grid)  # the student's K times
+    K = len(jumps)
 
     torch.manual_seed(seed)
     # states at the student's times and the end: jump j goes from state j to state j + 1
     chunks = teacher_trajectories(teacher, arrays, n_trajectories, batch, seed, options, idx + [len(times)], progress)
     t_pool = time.time() - t0
 
-    hp = {**teacher.hparams, "sampler": "distilled", "steps": len(grid), "guidance": 1.0, "score_guidance": None,
-          "student_timesteps": grid, "dropout": 0.0}
+    hp = {**teacher.hparams, "sampler": "distilled", "steps": K, "guidance": 1.0, "score_guidance": None,
+          "student_timesteps": jumps, "dropout": 0.0}
     student = type(teacher)(teacher.spec, **hp)
     with teacher.inference():  # the teacher's sampling weights (its averaged ones)
         sd = {k: {n: t.detach().clone() for n, t in net.state_dict().items()} for k, net in teacher.nets.items()}
@@ -183,8 +182,8 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
     sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
     # each jump's coefficients, once: x_t = a x0 + s eps at its time, a2/s2 at the next (1/0 at the end)
     acp = teacher.train_scheduler.alphas_cumprod.double()
-    t_of = torch.tensor(grid)
-    nxt = torch.tensor(grid[1:], dtype=torch.long)
+    t_of = torch.tensor(jumps)
+    nxt = torch.tensor(jumps[1:], dtype=torch.long)
     A, S = acp[t_of].sqrt(), (1 - acp[t_of]).sqrt()
     A2 = torch.cat([acp[nxt].sqrt(), torch.ones(1, dtype=torch.float64)])
     S2 = torch.cat([(1 - acp[nxt]).sqrt(), torch.zeros(1, dtype=torch.float64)])
@@ -241,7 +240,7 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
                 bar.set_postfix(loss=f"{ema_loss:.4f}")
     for n_ in student.nets.values():
         n_.eval()
-    summary = {"teacher_sampler": options.given(), "teacher_timesteps": times, "grid": spacing, "student_timesteps": grid,
+    summary = {"teacher_sampler": options.given(), "teacher_timesteps": times, "grid": grid, "student_timesteps": jumps,
                "student_steps": K, "network_evaluations": {"teacher": teacher_steps * _branches(teacher), "student": K},
                "trajectories": n_trajectories, "distill_steps": steps, "batch": batch,
                "lr": lr, "seed": seed, "first_loss": first, "final_loss_ema": ema_loss,
