@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # pytest-xdist workers share the cores: torch threads split between them (set before torch is
+    # imported), or two 2-thread workers on 2 cores slow each other several-fold
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 from rehabgen.skeleton import KINECT_V2  # noqa: E402
 
