@@ -114,6 +114,16 @@ def kinematics_lines(results: dict[str, list[dict]]) -> str:
                        for st in ("mean", "p95")]
                 cells.append(" / ".join(f"{np.mean(v):.2f}" if v else "n/a" for v in rat))
             lines.append(f"| {f} | {q} (generated / real) | " + " | ".join(cells) + " |")
+    # the same ratios between two groups of real patients (training / test of each run's split):
+    # how close real patients come to the test patients, per split, mean over the first family's seeds
+    rs = next(iter(results.values()))
+    for q in ("speed", "acceleration", "jerk", "range_of_motion"):
+        cells = []
+        for sc in scopes:
+            rat = [[r["kinematics"][sc][q][st]["train_ratio"] for r in rs
+                    if "train_ratio" in r.get("kinematics", {}).get(sc, {}).get(q, {}).get(st, {})] for st in ("mean", "p95")]
+            cells.append(" / ".join(f"{np.mean(v):.2f} ({np.min(v):.2f}-{np.max(v):.2f})" if v else "n/a" for v in rat))
+        lines.append(f"| real training patients | {q} (training / test) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

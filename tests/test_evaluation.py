@@ -244,6 +244,14 @@ def test_evaluate_against_a_separate_test_folder(tiny_run, tmp_path, monkeypatch
     assert set(kin) == {"overall", "Es1", "Es2", "Es3"}
     sp = kin["overall"]["speed"]["mean"]
     assert sp["real"] > 0 and sp["ratio"] == pytest.approx(sp["generated"] / sp["real"])
+    # the training patients' own ratio to the test patients, as a real-vs-real yardstick
+    from rehabgen.evaluate import _kinematics_by_exercise, model_space_real
+    from rehabgen.runs import load_model
+    model = load_model(root / "run")
+    tr_pos = model_space_real(model, train)
+    tr_speed = _kinematics_by_exercise(tr_pos, [q.exercise for q in train.sequences], ["Es1"], model.spec.fps)
+    assert sp["train_ratio"] == pytest.approx(tr_speed["overall"]["speed"]["mean"] / sp["real"], rel=1e-5)
+    assert "; real " in (out / "report.md").read_text()
     stable = saved["kinematic_reference"]
     assert set(stable) == {"velocity", "acceleration", "jerk"} and stable["jerk"]["n_splits"] == 100
     assert stable["jerk"]["min"] <= stable["jerk"]["mean"] <= stable["jerk"]["max"]

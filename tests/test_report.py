@@ -89,6 +89,9 @@ def test_kinematics_section_says_which_way():
     assert "| range of motion (m) | p95 |" in md and "| jerk (m/s³) | p50 |" in md
     assert f"| Es1 | {sp['generated']:.3f} / {sp['real']:.3f} ({sp['ratio']:.2f}) |" in md
     assert kinematics_section({}) == []
+    kin["Es1"] = {q: {st: {**v, "train_ratio": 1.25} for st, v in stats.items()} for q, stats in kin["Es1"].items()}
+    md = "\n".join(kinematics_section(kin))
+    assert f"| Es1 | {sp['generated']:.3f} / {sp['real']:.3f} ({sp['ratio']:.2f}; real 1.25) |" in md
 
 
 def test_write_report_from_a_result_alone(tmp_path):

@@ -146,11 +146,16 @@ def kinematics_section(kin: dict) -> list[str]:
     per = {e: v for e, v in kin.items() if e != "overall"}
     if per:
         qs = list(kin["overall"])
-        md += ["", "Per exercise, means: generated / real (ratio).", "",
+        md += ["", "Per exercise, means: generated / real (ratio; training patients / test patients, the same ratio "
+               "between two groups of real patients, where known).", "",
                "| exercise | " + " | ".join(q.replace("_", " ") for q in qs) + " |", "|---" * (len(qs) + 1) + "|"]
+
+        def cell(m):
+            real = f"; real {m['train_ratio']:.2f}" if "train_ratio" in m else ""
+            return f"{m['generated']:.3f} / {m['real']:.3f} ({m['ratio']:.2f}{real})"
+
         for e, v in per.items():
-            md.append(f"| {e} | " + " | ".join(f"{v[q]['mean']['generated']:.3f} / {v[q]['mean']['real']:.3f} "
-                                              f"({v[q]['mean']['ratio']:.2f})" for q in qs) + " |")
+            md.append(f"| {e} | " + " | ".join(cell(v[q]["mean"]) for q in qs) + " |")
     return md + [""]
 
 
