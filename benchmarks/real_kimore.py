@@ -101,23 +101,23 @@ def table(results: dict[str, list[dict]]) -> str:
 
 def kinematics_lines(results: dict[str, list[dict]]) -> str:
     """Which way the motion is off: generated / real ratio of the mean and 95th percentile of
-    speed, acceleration, jerk and range of motion, overall and per exercise, mean over seeds."""
+    speed, acceleration, jerk, range of motion and repetition rate, overall and per exercise, mean over seeds."""
     first = next(r for rs in results.values() for r in rs)
     scopes = list(first.get("kinematics", {}))
     lines = ["| family | quantity | " + " | ".join(f"{s} mean / p95" for s in scopes) + " |",
              "|---|---|" + "---|" * len(scopes)]
     for f, rs in results.items():
-        for q in ("speed", "acceleration", "jerk", "range_of_motion"):
+        for q in ("speed", "acceleration", "jerk", "range_of_motion", "repetition_rate"):
             cells = []
             for sc in scopes:
-                rat = [[r["kinematics"][sc][q][st]["ratio"] for r in rs if sc in r.get("kinematics", {})]
+                rat = [[r["kinematics"][sc][q][st]["ratio"] for r in rs if q in r.get("kinematics", {}).get(sc, {})]
                        for st in ("mean", "p95")]
                 cells.append(" / ".join(f"{np.mean(v):.2f}" if v else "n/a" for v in rat))
             lines.append(f"| {f} | {q} (generated / real) | " + " | ".join(cells) + " |")
     # the same ratios between two groups of real patients (training / test of each run's split):
     # how close real patients come to the test patients, per split, mean over the first family's seeds
     rs = next(iter(results.values()))
-    for q in ("speed", "acceleration", "jerk", "range_of_motion"):
+    for q in ("speed", "acceleration", "jerk", "range_of_motion", "repetition_rate"):
         cells = []
         for sc in scopes:
             rat = [[r["kinematics"][sc][q][st]["train_ratio"] for r in rs

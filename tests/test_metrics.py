@@ -144,6 +144,7 @@ def test_kinematics_known_answers_and_padding_is_not_motion():
     assert s["jerk"]["mean"] == pytest.approx(A * w ** 3 * 2 / np.pi, rel=1e-2)
     assert s["range_of_motion"]["mean"] == pytest.approx(2 * A, rel=1e-4)
     assert range_of_motion(x).shape == (1, 3)
+    assert s["repetition_rate"]["mean"] == pytest.approx(f, rel=0.02)
     # the same motion held still for as long again (padding): with its true length nothing changes
     T = x.shape[1]
     padded = pad_sequences([x[0]], length=2 * T)  # (1, 2T, J, 3)
@@ -206,3 +207,22 @@ def test_split_kinematic_reference_known_answers():
     assert j["max"] > 1.5 * j["min"]  # which side holds the noisy subject moves a single split a lot
     with pytest.raises(ValueError, match="test subjects"):
         split_kinematic_reference([base] * 12, subjects, 6, fps=10.0)
+
+
+def test_repetition_rate_tells_tempo_from_amplitude():
+    from rehabgen.metrics.plausibility import repetition_rate
+
+    fps, T = 5.0, 80  # KIMORE at the working rate: a 16 s window
+    t = np.arange(T) / fps
+    x = np.zeros((3, T, 4, 3))
+    x[0, :, 1, 1] = 0.3 * np.sin(2 * np.pi * 3 / 16 * t)  # 3 arm raises in 16 s
+    x[1, :, 1, 1] = 0.6 * np.sin(2 * np.pi * 3 / 16 * t)  # the same tempo, twice the amplitude
+    x[2, :, 1, 1] = 0.3 * np.sin(2 * np.pi * 1.5 / 16 * t)  # half the tempo
+    x[:, :, 2, 0] = 0.05 * np.sin(2 * np.pi * 0.4 * t)[None]  # a small fast sway of another joint is not the exercise
+    r = repetition_rate(x, fps)
+    assert r[0] == pytest.approx(3 / 16, abs=0.01) and r[1] == pytest.approx(r[0], abs=1e-9)
+    assert r[2] == pytest.approx(1.5 / 16, abs=0.01)
+    # a padded tail does not count; a sequence too short to have a tempo gives NaN
+    padded = np.concatenate([x[:1], np.repeat(x[:1, -1:], 40, axis=1)], axis=1)
+    assert repetition_rate(padded, fps, lengths=[T])[0] == pytest.approx(r[0], abs=1e-12)
+    assert np.isnan(repetition_rate(x[:, :3], fps)).all()

@@ -125,7 +125,7 @@ def plot_trajectories(real: list[np.ndarray], real_ex: list[str], gen: list[np.n
     return save_figure(fig, out)
 
 
-KIN_UNITS = {"speed": "m/s", "acceleration": "m/s²", "jerk": "m/s³", "range_of_motion": "m"}
+KIN_UNITS = {"speed": "m/s", "acceleration": "m/s²", "jerk": "m/s³", "range_of_motion": "m", "repetition_rate": "Hz"}
 
 
 def kinematics_section(kin: dict) -> list[str]:
@@ -137,7 +137,8 @@ def kinematics_section(kin: dict) -> list[str]:
           "Joint speed, acceleration and jerk over every joint and real frame (padding left out), and range of "
           "motion (bounding-box diagonal of each joint's trajectory) over every sequence and joint; generated: "
           "mean over repeats; real: the real test sequences at the model's frame rate. Ratio < 1: generated "
-          "motion is slower / smaller than real.", "",
+          "motion is slower / smaller than real. Repetition rate: the dominant frequency of each sequence's most-moving "
+          "joint (repetitions per second), which tells a slower tempo from a smaller movement.", "",
           "| quantity | statistic | generated | real | generated / real |", "|---|---|---|---|---|"]
     for q, stats in kin["overall"].items():
         for st, v in stats.items():
