@@ -75,7 +75,7 @@ def test_help_keeps_brackets_and_defaults():
         return " ".join(cli(command, "--help").output.split())  # lines wrap where the terminal ends
 
     h = help_of("train")
-    assert "[default: 2000, or the run's on --resume]" in h and "rehabgen[text]" in h
+    assert "[default: 3000, or the run's on --resume]" in h and "rehabgen[text]" in h
     assert "--threads" in h and "--force" in h
     assert "[default: one per held-out sequence]" in help_of("evaluate")
     assert "[default: 1000; x>=1]" in help_of("demo")

@@ -51,4 +51,4 @@ def test_cli_resume_refuses_new_settings_and_shows_defaults(tmp_path):
     r = runner.invoke(app, ["train", "--out", str(tmp_path), "--resume", "--seed", "2", "--max-len", "30"])
     assert r.exit_code == 2 and "max_len, seed can't change" in r.output
     r = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
-    assert "[default: 2000" in r.output and "[default: 80]" in r.output and "[default: 5.0]" in r.output
+    assert "[default: 3000" in r.output and "[default: 80]" in r.output and "[default: 5.0]" in r.output
