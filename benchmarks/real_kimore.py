@@ -27,6 +27,7 @@ import torch
 
 from rehabgen.config import RunConfig
 from rehabgen.evaluate import evaluate_run
+from rehabgen.report import KIN_UNITS  # the kinematic quantities, in the report's order
 from rehabgen.metrics.registry import arrow, label
 from rehabgen.models import SamplerOptions
 from rehabgen.runs import train_run
@@ -107,7 +108,7 @@ def kinematics_lines(results: dict[str, list[dict]]) -> str:
     lines = ["| family | quantity | " + " | ".join(f"{s} mean / p95" for s in scopes) + " |",
              "|---|---|" + "---|" * len(scopes)]
     for f, rs in results.items():
-        for q in ("speed", "acceleration", "jerk", "range_of_motion", "repetition_rate"):
+        for q in KIN_UNITS:
             cells = []
             for sc in scopes:
                 rat = [[r["kinematics"][sc][q][st]["ratio"] for r in rs if q in r.get("kinematics", {}).get(sc, {})]
@@ -117,7 +118,7 @@ def kinematics_lines(results: dict[str, list[dict]]) -> str:
     # the same ratios between two groups of real patients (training / test of each run's split):
     # how close real patients come to the test patients, per split, mean over the first family's seeds
     rs = next(iter(results.values()))
-    for q in ("speed", "acceleration", "jerk", "range_of_motion", "repetition_rate"):
+    for q in KIN_UNITS:
         cells = []
         for sc in scopes:
             rat = [[r["kinematics"][sc][q][st]["train_ratio"] for r in rs
