@@ -314,3 +314,71 @@ def test_distilled_student_follows_the_teacher_in_few_steps(trained, tmp_path):
     again = type(student).load(tmp_path / "student")
     assert again.hparams["student_timesteps"] == summary["student_timesteps"]
     np.testing.assert_array_equal(again.sample("Es1", 40.0, n=4, seed=7), student.sample("Es1", 40.0, n=4, seed=7))
+
+
+def test_schedule_shift_divides_every_snr_and_samplers_share_it():
+    """shift s: SNR_t / s^2 at every training step, the same schedule in the model, its samplers
+    and its saved copy; shift 1 is the plain schedule; a shift <= 0 is refused by name."""
+    from rehabgen.models.diffusion import shifted_betas
+    from diffusers import DDPMScheduler
+
+    base = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
+    snr0 = base / (1 - base)
+    ds = toy_dataset(n=8)
+    M = get_family("diffusion")
+    model, arrays = M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "schedule_shift": 4.0})
+    acp = model.train_scheduler.alphas_cumprod.double()
+    ratio = (acp / (1 - acp)) / snr0
+    torch.testing.assert_close(ratio[:999], torch.full((999,), 1 / 16, dtype=torch.float64), rtol=1e-3, atol=0)
+    assert float(acp[950] / (1 - acp[950])) == pytest.approx(0.00585 / 16, rel=1e-2)  # cosine's 0.00585 at t=950
+    dpm = model.scheduler(SamplerOptions(steps=10))
+    torch.testing.assert_close(dpm.alphas_cumprod.double(), acp.float().double(), rtol=1e-5, atol=1e-9)
+    plain, _ = M.from_dataset(ds, PCFG, max_len=32, **SMALL)
+    torch.testing.assert_close(plain.train_scheduler.alphas_cumprod, base.float())
+    assert len(shifted_betas("squaredcos_cap_v2", 1000, 2.0)) == 1000
+    with pytest.raises(ModelError, match="schedule_shift must be > 0, got 0"):
+        M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "schedule_shift": 0.0})
+
+
+def test_time_colouring_shapes_noise_like_the_data_and_inverts():
+    from rehabgen.models.diffusion import dct_matrix, time_colouring
+
+    T = 40
+    C = dct_matrix(T)
+    torch.testing.assert_close(C @ C.T, torch.eye(T, dtype=torch.float64), atol=1e-10, rtol=0)
+    power = np.r_[20.0, np.geomspace(4.0, 0.01, T - 1)]  # like motion: posture, then falling with frequency
+    colour, whiten = time_colouring(power, T, 1.0)
+    torch.testing.assert_close(colour @ whiten, torch.eye(T), atol=1e-4, rtol=0)
+    e = torch.randn(20000, T, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    got = ((e @ colour.double().T @ C.T) ** 2).mean(0)  # the coloured noise's power per DCT frequency
+    want = torch.as_tensor(power / power.mean())  # as much noise in all as white noise
+    assert torch.allclose(got / want, torch.ones(T, dtype=torch.float64), atol=0.06)
+    half, _ = time_colouring(power, T, 0.5)
+    got = ((e @ half.double().T @ C.T) ** 2).mean(0)
+    assert float(got[0] / got[-1]) == pytest.approx((power[0] / power[-1]) ** 0.5, rel=0.1)
+    white, _ = time_colouring(power, T, 0.0)  # gamma 0: an orthogonal map, white noise stays white
+    torch.testing.assert_close(white @ white.T, torch.eye(T), atol=1e-5, rtol=0)
+    short, _ = time_colouring(power, T // 2, 1.0)  # another length: the same spectrum in Hz
+    assert short.shape == (T // 2, T // 2)
+
+
+def test_coloured_noise_model_trains_samples_and_round_trips(tmp_path):
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    ds = toy_dataset(n=8)
+    M = get_family("diffusion")
+    model, arrays = M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "noise_color": 1.0})
+    assert len(model.spec.time_power) == 32 and model.spec.time_power[0] > model.spec.time_power[-1]
+    summary = train(model, arrays, steps=20, seed=0, progress=False)
+    assert np.isfinite(summary["final_loss_ema"])
+    opts = SamplerOptions(steps=4)
+    a = model.sample("Es1", 30.0, n=2, seed=3, options=opts)
+    assert np.isfinite(a).all() and a.shape[0] == 2
+    np.testing.assert_array_equal(a, model.sample("Es1", 30.0, n=2, seed=3, options=opts))
+    model.save(tmp_path / "m")
+    back = M.load(tmp_path / "m")
+    assert back.spec.time_power == model.spec.time_power and back.hparams["noise_color"] == 1.0
+    np.testing.assert_allclose(back.sample("Es1", 30.0, n=2, seed=3, options=opts), a, atol=1e-5)
+    with pytest.raises(ModelError, match="noise_color needs the training windows' spectrum"):
+        M(replace(model.spec, time_power=[]), **{**SMALL, "noise_color": 1.0})

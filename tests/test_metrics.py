@@ -226,3 +226,29 @@ def test_repetition_rate_tells_tempo_from_amplitude():
     padded = np.concatenate([x[:1], np.repeat(x[:1, -1:], 40, axis=1)], axis=1)
     assert repetition_rate(padded, fps, lengths=[T])[0] == pytest.approx(r[0], abs=1e-12)
     assert np.isnan(repetition_rate(x[:, :3], fps)).all()
+
+
+def test_band_power_puts_each_movement_in_its_band():
+    from rehabgen.metrics.plausibility import BANDS, band_power, kinematic_summary
+
+    fps, T = 5.0, 80
+    x = np.zeros((3, T, 2, 3))
+
+    def bin_(k):  # DCT-II basis k: k fps / 2T Hz, sampled at the frame centres
+        return np.cos(np.pi * k * (np.arange(T) + 0.5) / T)
+
+    x[0, :, 0, 1] = 0.3 * bin_(6)  # 3 repetitions in 16 s: 0.1875 Hz
+    x[1, :, 0, 0] = 0.3 * bin_(1)  # half a cycle in 16 s: drift
+    x[2, :, 1, 2] = 0.02 * bin_(32)  # 1 Hz tremor
+    p = band_power(x, fps)
+    assert [b[0] for b in BANDS] == ["drift", "repetition", "fast"] and p.shape == (3, 3)
+    # a cosine of amplitude A has variance A^2/2; one of two joints moves: half of it per joint
+    assert p[0] == pytest.approx([0, 0.3 ** 2 / 4, 0], abs=1e-9)
+    assert p[1] == pytest.approx([0.3 ** 2 / 4, 0, 0], abs=1e-9)
+    assert p[2] == pytest.approx([0, 0, 0.02 ** 2 / 4], abs=1e-9)
+    # the bands add up to the variance; padding is left out with the true length
+    assert p.sum(1) == pytest.approx(x.var(1).sum(-1).mean(-1), rel=1e-9)
+    padded = np.concatenate([x, np.repeat(x[:, -1:], 20, axis=1)], axis=1)
+    np.testing.assert_allclose(band_power(padded, fps, lengths=[T] * 3), p, atol=1e-12)
+    s = kinematic_summary(x[:1], fps)
+    assert s["repetition_power"]["mean"] == pytest.approx(0.3 ** 2 / 4, rel=1e-9) and s["drift_power"]["mean"] < 1e-12

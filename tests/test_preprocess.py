@@ -7,7 +7,8 @@ import pytest
 
 from rehabgen.data import DataError, Dataset, Sequence
 from rehabgen.preprocess import (
-    WARP_FACTORS, PreprocessConfig, SeqTransform, _rot_y, augment_dataset, bucket_length, detect_invalid, fill_gaps, normalise_sequence,
+    WARP_FACTORS, PreprocessConfig, SeqTransform, _rot_y, augment_dataset, bucket_length, crop_windows, detect_invalid, fill_gaps,
+    normalise_sequence,
     preprocess_dataset, resample, smooth, to_arrays,
 )
 from rehabgen.skeleton import KINECT_V2
@@ -145,3 +146,20 @@ def test_augmentation_mirrors_and_warps_with_labels_kept():
     with pytest.raises(DataError, match=r"unknown augmentation\(s\) \['flip'\]"):
         augment_dataset(pre, "flip")
 
+
+
+def test_crop_windows_cover_the_rest_of_a_long_recording():
+    p = np.arange(125, dtype=np.float32)[:, None, None] * np.ones((1, 25, 3), np.float32)  # frame index as value
+    seq = _seq(p, state=np.full((125, 25), 2, np.int8))
+    wins = crop_windows(seq, 80, 20)
+    assert [w.positions[0, 0, 0] for w in wins] == [20, 40, 45]  # the last one ends with the recording
+    assert all(w.n_frames == 80 and w.state.shape == (80, 25) and w.valid.shape == (80, 25) for w in wins)
+    assert wins[-1].positions[-1, 0, 0] == 124 and wins[0].source == "mem (frames 20-100)"
+    assert crop_windows(seq, 125, 20) == [] and crop_windows(_seq(p[:50]), 80, 20) == []
+    ds = Dataset(KINECT_V2, [seq, _seq(p[:60])])
+    out = augment_dataset(ds, "crop,mirror", window=80)
+    # originals first, then the 3 windows of the long one, then the mirror images of all five
+    assert len(out.sequences) == 10 and out.sequences[2].positions[0, 0, 0] == 20
+    assert out.sequences[7].source == "mem (frames 20-100) (mirrored)"
+    with pytest.raises(DataError, match="'crop' augmentation needs the training window length"):
+        augment_dataset(ds, "crop")

@@ -75,7 +75,7 @@ def _kinematics():
     gen[..., 0] += sway
     real[..., 0] += sway
     g, r = kinematic_summary(gen, 30.0), kinematic_summary(real, 30.0)
-    table = {q: {st: {"generated": g[q][st], "generated_std": 0.0, "real": r[q][st], "ratio": g[q][st] / r[q][st]}
+    table = {q: {st: {"generated": g[q][st], "generated_std": 0.0, "real": r[q][st], "ratio": g[q][st] / r[q][st] if r[q][st] > 0 else float("nan")}
                  for st in g[q]} for q in g}
     return {"overall": table, "Es1": table}
 

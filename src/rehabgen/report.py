@@ -125,7 +125,8 @@ def plot_trajectories(real: list[np.ndarray], real_ex: list[str], gen: list[np.n
     return save_figure(fig, out)
 
 
-KIN_UNITS = {"speed": "m/s", "acceleration": "m/s²", "jerk": "m/s³", "range_of_motion": "m", "repetition_rate": "Hz"}
+KIN_UNITS = {"speed": "m/s", "acceleration": "m/s²", "jerk": "m/s³", "range_of_motion": "m", "repetition_rate": "Hz",
+             "drift_power": "m²", "repetition_power": "m²", "fast_power": "m²"}
 
 
 def kinematics_section(kin: dict) -> list[str]:
@@ -138,7 +139,10 @@ def kinematics_section(kin: dict) -> list[str]:
           "motion (bounding-box diagonal of each joint's trajectory) over every sequence and joint; generated: "
           "mean over repeats; real: the real test sequences at the model's frame rate. Ratio < 1: generated "
           "motion is slower / smaller than real. Repetition rate: the dominant frequency of each sequence's most-moving "
-          "joint (repetitions per second), which tells a slower tempo from a smaller movement.", "",
+          "joint (repetitions per second), which tells a slower tempo from a smaller movement. Drift / repetition / "
+          "fast power: how much the joints move below 0.1 Hz (slow wandering of the posture), at 0.1-0.5 Hz (the "
+          "exercise's repetitions) and above 0.5 Hz (quick moves, tracking noise): each trajectory's variance split "
+          "by frequency, averaged over joints.", "",
           "| quantity | statistic | generated | real | generated / real |", "|---|---|---|---|---|"]
     for q, stats in kin["overall"].items():
         for st, v in stats.items():
