@@ -102,10 +102,6 @@ class DataSpec:
     # what the text says about quality -> score condition: {"quality": AttributeReader dict,
     # "band_scores": {band: unit score}} (empty: text carries no score, as in models before it)
     text_reader: dict = field(default_factory=dict)
-    # power of the standardised training windows per orthonormal DCT frequency over time (max_len
-    # values, mean over sequences and coordinates; frequency k is k fps / 2 max_len Hz): what a
-    # diffusion model's `noise_color` shapes its noise with (empty: unknown, as in models before it)
-    time_power: list[float] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
@@ -115,8 +111,7 @@ class DataSpec:
         return {"skeleton": self.skeleton.to_dict(), "exercises": list(self.exercises), "fps": self.fps,
                 "max_len": self.max_len, "default_length": self.default_length, "score_name": self.score_name,
                 "normalizer": self.normalizer.to_dict(), "preprocess": self.preprocess.to_dict(),
-                "text_encoder": self.text_encoder, "text_dim": self.text_dim, "text_reader": self.text_reader,
-                "time_power": self.time_power}
+                "text_encoder": self.text_encoder, "text_dim": self.text_dim, "text_reader": self.text_reader}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataSpec":
@@ -124,7 +119,7 @@ class DataSpec:
         return cls(sk, tuple(d["exercises"]), float(d["fps"]), int(d["max_len"]),
                    {k: int(v) for k, v in d["default_length"].items()}, d["score_name"],
                    Normalizer.from_dict(d["normalizer"]), PreprocessConfig.from_dict(d["preprocess"]), sk.bones, d.get("text_encoder", ""),
-                   int(d.get("text_dim", 0)), d.get("text_reader", {}), [float(v) for v in d.get("time_power", [])])
+                   int(d.get("text_dim", 0)), d.get("text_reader", {}))
 
 
 @dataclass
@@ -140,14 +135,6 @@ class TrainArrays:
     subject: np.ndarray
     text: np.ndarray | None = None  # (N, K, D_text): K embedded descriptions of each sequence
     text_score: np.ndarray | None = None  # (N, K): the score where description k states a quality, else NaN
-
-
-def time_power(z: np.ndarray) -> list[float]:
-    """(N, T, D) windows -> (T,) mean power per orthonormal DCT-II frequency over time (the
-    padding, zeros, included: it is what the windows a model trains on look like)."""
-    from scipy.fft import dct
-
-    return (dct(np.asarray(z, np.float64), axis=1, norm="ortho") ** 2).mean((0, 2)).tolist()
 
 
 def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: str = "TS",
@@ -179,6 +166,6 @@ def prepare_data(ds: Dataset, pcfg: PreprocessConfig, max_len: int, score_name: 
         text, text_score, text_dim, reader_meta = training_texts(pre, arr["exercise"], score, text_encoder,
                                                                 text_variants, seed)
     spec = DataSpec(ds.skeleton, pre.exercises, pre.fps, max_len, default_length, score_name, normalizer,
-                    pcfg, ds.skeleton.bones, text_encoder, text_dim, reader_meta, time_power(z))
+                    pcfg, ds.skeleton.bones, text_encoder, text_dim, reader_meta)
     return spec, TrainArrays(z, arr["mask"], arr["observed"], arr["lengths"], arr["exercise"], score, arr["subject"],
                              text, text_score)
