@@ -1,7 +1,7 @@
 """Few-step sampling by distillation: a student that samples in K network evaluations what the
 teacher samples in S guided solver steps (2 S evaluations with classifier-free guidance).
 
-Why this design. The teacher's sampler (DPM-Solver++, S = 20, guidance 2) is a deterministic
+Why this design. The teacher's sampler (DPM-Solver++, S = 20, its guidance) is a deterministic
 map from noise to motion. We record its trajectories: the state x at the S solver times and the
 final motion. The student (the teacher's network, copied) samples with K plain DDIM jumps over K
 of those times, one network evaluation each and no guidance; it is trained so that each of its
