@@ -131,3 +131,10 @@ def test_write_report_from_a_result_alone(tmp_path):
 def test_report_does_not_import_evaluate():
     code = "import sys, rehabgen.report; assert 'rehabgen.evaluate' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_kinematics_section_keeps_small_band_powers_readable():
+    kin = _kinematics()
+    kin["overall"]["drift_power"] = {"mean": {"generated": 0.0025, "generated_std": 0.0, "real": 0.0004, "ratio": 6.25}}
+    md = "\n".join(kinematics_section({"overall": kin["overall"]}))
+    assert "| drift power (m²) | mean | 2.50e-03 | 4.00e-04 | 6.25 |" in md

@@ -129,6 +129,12 @@ KIN_UNITS = {"speed": "m/s", "acceleration": "m/s²", "jerk": "m/s³", "range_of
              "drift_power": "m²", "repetition_power": "m²", "fast_power": "m²"}
 
 
+def _kin(v: float) -> str:
+    """A kinematic value: 3 decimals, or 3 significant digits below 0.01 (band powers are m²:
+    a few mm of motion is 1e-5)."""
+    return f"{v:.3f}" if not abs(v) < 0.01 or v == 0 else f"{v:.2e}"
+
+
 def kinematics_section(kin: dict) -> list[str]:
     """Markdown: generated vs real joint kinematics overall (mean, p50, p95) and per exercise
     (means), with the generated / real ratio that says which way they differ."""
@@ -146,8 +152,8 @@ def kinematics_section(kin: dict) -> list[str]:
           "| quantity | statistic | generated | real | generated / real |", "|---|---|---|---|---|"]
     for q, stats in kin["overall"].items():
         for st, v in stats.items():
-            md.append(f"| {q.replace('_', ' ')} ({KIN_UNITS.get(q, '')}) | {st} | {v['generated']:.3f} | "
-                      f"{v['real']:.3f} | {v['ratio']:.2f} |")
+            md.append(f"| {q.replace('_', ' ')} ({KIN_UNITS.get(q, '')}) | {st} | {_kin(v['generated'])} | "
+                      f"{_kin(v['real'])} | {v['ratio']:.2f} |")
     per = {e: v for e, v in kin.items() if e != "overall"}
     if per:
         qs = list(kin["overall"])
@@ -157,7 +163,7 @@ def kinematics_section(kin: dict) -> list[str]:
 
         def cell(m):
             real = f"; real {m['train_ratio']:.2f}" if "train_ratio" in m else ""
-            return f"{m['generated']:.3f} / {m['real']:.3f} ({m['ratio']:.2f}{real})"
+            return f"{_kin(m['generated'])} / {_kin(m['real'])} ({m['ratio']:.2f}{real})"
 
         for e, v in per.items():
             md.append(f"| {e} | " + " | ".join(cell(v[q]["mean"]) for q in qs) + " |")
