@@ -107,23 +107,23 @@ def kinematics_lines(results: dict[str, list[dict]]) -> str:
     scopes = list(first.get("kinematics", {}))
     lines = ["| family | quantity | " + " | ".join(f"{s} mean / p95" for s in scopes) + " |",
              "|---|---|" + "---|" * len(scopes)]
+
+    def ratios(rs: list[dict], scope: str, q: str, key: str) -> list[list[float]]:
+        """[mean, p95] lists of `key` ("ratio" or "train_ratio") over the runs that have it."""
+        return [[r["kinematics"][scope][q][st][key] for r in rs
+                 if key in r.get("kinematics", {}).get(scope, {}).get(q, {}).get(st, {})] for st in ("mean", "p95")]
+
     for f, rs in results.items():
         for q in KIN_UNITS:
-            cells = []
-            for sc in scopes:
-                rat = [[r["kinematics"][sc][q][st]["ratio"] for r in rs if q in r.get("kinematics", {}).get(sc, {})]
-                       for st in ("mean", "p95")]
-                cells.append(" / ".join(f"{np.mean(v):.2f}" if v else "n/a" for v in rat))
+            cells = [" / ".join(f"{np.mean(v):.2f}" if v else "n/a" for v in ratios(rs, sc, q, "ratio"))
+                     for sc in scopes]
             lines.append(f"| {f} | {q} (generated / real) | " + " | ".join(cells) + " |")
     # the same ratios between two groups of real patients (training / test of each run's split):
     # how close real patients come to the test patients, per split, mean over the first family's seeds
     rs = next(iter(results.values()))
     for q in KIN_UNITS:
-        cells = []
-        for sc in scopes:
-            rat = [[r["kinematics"][sc][q][st]["train_ratio"] for r in rs
-                    if "train_ratio" in r.get("kinematics", {}).get(sc, {}).get(q, {}).get(st, {})] for st in ("mean", "p95")]
-            cells.append(" / ".join(f"{np.mean(v):.2f} ({np.min(v):.2f}-{np.max(v):.2f})" if v else "n/a" for v in rat))
+        cells = [" / ".join(f"{np.mean(v):.2f} ({np.min(v):.2f}-{np.max(v):.2f})" if v else "n/a"
+                            for v in ratios(rs, sc, q, "train_ratio")) for sc in scopes]
         lines.append(f"| real training patients | {q} (training / test) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -132,7 +132,7 @@ KIN_UNITS = {"speed": "m/s", "acceleration": "m/s²", "jerk": "m/s³", "range_of
 def _kin(v: float) -> str:
     """A kinematic value: 3 decimals, or 3 significant digits below 0.01 (band powers are m²:
     a few mm of motion is 1e-5)."""
-    return f"{v:.3f}" if not abs(v) < 0.01 or v == 0 else f"{v:.2e}"
+    return f"{v:.2e}" if 0 < abs(v) < 0.01 else f"{v:.3f}"
 
 
 def kinematics_section(kin: dict) -> list[str]:

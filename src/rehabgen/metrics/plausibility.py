@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.fft import dct
 from scipy.stats import wasserstein_distance
 
 from rehabgen.samples import pad_sequences
@@ -180,8 +181,6 @@ def band_power(x, fps: float, lengths=None, bands=BANDS) -> np.ndarray:
     tracking noise) say where the movement is. The diffusion model's samples of KIMORE
     patients (3,000 steps, seed 0, guidance 2) held 0.64x the test patients' power in the repetition band
     and 3.1x in the drift band (Es1 0.48x and 11x): slow wandering where patients repeat."""
-    from scipy.fft import dct
-
     x = _motion(x)
     n = _lengths(x, lengths)
     out = np.full((len(x), len(bands)), np.nan)
