@@ -125,6 +125,16 @@ def kinematics_lines(results: dict[str, list[dict]]) -> str:
         cells = [" / ".join(f"{np.mean(v):.2f} ({np.min(v):.2f}-{np.max(v):.2f})" if v else "n/a"
                             for v in ratios(rs, sc, q, "train_ratio")) for sc in scopes]
         lines.append(f"| real training patients | {q} (training / test) | " + " | ".join(cells) + " |")
+    # the band two groups of real patients span over many splits (`split_ratio_bands`), first run's
+    bands = next((r["real_group_bands"] for r in rs if r.get("real_group_bands")), None)
+    if bands:
+        for q in ("speed", "range_of_motion"):
+            per = bands[q]["per_exercise"]
+            cells = [f"{per[sc]['p5']:.2f}–{per[sc]['p95']:.2f}" if sc in per else
+                     (f"all within ±{bands['tolerance']:.0%}: {bands[q]['all_within']:.0%}" if sc == "overall" else "–")
+                     for sc in scopes]
+            lines.append(f"| real patient groups, p5–p95 over {bands['n_splits']} splits | {q} (other / test) | "
+                         + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -259,6 +259,9 @@ def test_evaluate_against_a_separate_test_folder(tiny_run, tmp_path, monkeypatch
     assert f"test folder `{root / 'patients'}`" in md and "**" in md
     assert "| condition | overall RMSE | Es1 | Es2 | Es3 | exercise accuracy |" in md
     assert "Kinematic distances against a stable real reference" in md
+    bands = saved["real_group_bands"]
+    assert bands["n_splits"] == 200 and 0 <= bands["range_of_motion"]["all_within"] <= 1
+    assert "Per-exercise ratios against real patient groups" in md
     assert (out / "downstream.png").stat().st_size > 0 and m["report"] == str(out / "report.md")
 
 

@@ -209,6 +209,37 @@ def test_split_kinematic_reference_known_answers():
         split_kinematic_reference([base] * 12, subjects, 6, fps=10.0)
 
 
+def test_split_ratio_bands_known_answers():
+    """Subjects moving a joint at constant speeds v: with one test subject the ratio is the
+    others' mean over the test subject's, one of len(v) known values, for speed and range alike;
+    an exercise whose subjects agree within 20 % is always within; bad sizes are refused."""
+    from rehabgen.metrics.plausibility import split_ratio_bands
+
+    fps, T = 10.0, 21
+
+    def walker(v):
+        p = np.zeros((T, 2, 3), np.float32)
+        p[:, 0, 0] = v * np.arange(T) / fps  # joint 0 at speed v, joint 1 still
+        return p
+
+    speeds = {"Es1": [1.0, 1.0, 1.0, 2.0], "Es2": [1.0, 1.1, 0.95, 1.05]}
+    pos, subj, exs = [], [], []
+    for e, vs in speeds.items():
+        for i, v in enumerate(vs):
+            pos.append(walker(v)), subj.append(f"s{i}"), exs.append(e)
+    bands = split_ratio_bands(pos, subj, exs, 1, fps, n_splits=400, seed=0)
+    assert bands["n_test_subjects"] == 1 and bands["tolerance"] == 0.2
+    for q in ("speed", "range_of_motion"):
+        es1, es2 = bands[q]["per_exercise"]["Es1"], bands[q]["per_exercise"]["Es2"]
+        # Es1: test s3 -> 1/2; test s0..s2 -> (1+1+2)/3 = 4/3: never within 20 %
+        assert es1["p5"] == pytest.approx(0.5, rel=1e-5) and es1["p95"] == pytest.approx(4 / 3, rel=1e-5)
+        assert es1["within"] == 0.0
+        assert es2["within"] == 1.0 and es2["p5"] > 0.8 and es2["p95"] < 1.2
+        assert bands[q]["all_within"] == 0.0
+    with pytest.raises(ValueError, match="test subjects"):
+        split_ratio_bands(pos, subj, exs, 4, fps)
+
+
 def test_repetition_rate_tells_tempo_from_amplitude():
     from rehabgen.metrics.plausibility import repetition_rate
 

@@ -11,7 +11,8 @@ import numpy as np
 from rehabgen.metrics import registry
 from rehabgen.metrics.plausibility import kinematic_summary
 from rehabgen.report import (
-    EvaluationResult, downstream_section, downstream_side, downstream_table, kinematics_section, write_report,
+    EvaluationResult, downstream_section, downstream_side, downstream_table, group_bands_section, kinematics_section,
+    write_report,
 )
 from rehabgen.skeleton import KINECT_V2
 
@@ -92,6 +93,20 @@ def test_kinematics_section_says_which_way():
     kin["Es1"] = {q: {st: {**v, "train_ratio": 1.25} for st, v in stats.items()} for q, stats in kin["Es1"].items()}
     md = "\n".join(kinematics_section(kin))
     assert f"| Es1 | {sp['generated']:.3f} / {sp['real']:.3f} ({sp['ratio']:.2f}; real 1.25) |" in md
+
+
+def test_group_bands_section_puts_each_ratio_beside_its_real_band():
+    kin = _kinematics()
+    band = {"p5": 0.77, "p50": 1.0, "p95": 1.38, "within": 0.71}
+    bands = {"n_splits": 200, "n_test_subjects": 4, "tolerance": 0.2,
+             "speed": {"per_exercise": {"Es1": band}, "all_within": 0.16},
+             "range_of_motion": {"per_exercise": {"Es1": band}, "all_within": 0.14}}
+    md = "\n".join(group_bands_section(bands, kin))
+    sp, rom = kin["Es1"]["speed"]["mean"]["ratio"], kin["Es1"]["range_of_motion"]["mean"]["ratio"]
+    assert f"| Es1 | {sp:.2f} | 0.77–1.38 (71%) | {rom:.2f} | 0.77–1.38 (71%) |" in md
+    assert "Over 200 random subject splits with 4 test subject(s)" in md
+    assert "speed 16% of splits, range of motion 14% of splits" in md
+    assert group_bands_section(None, kin) == []
 
 
 def test_write_report_from_a_result_alone(tmp_path):

@@ -37,7 +37,9 @@ from rehabgen.data.dataset import Dataset
 from rehabgen.metrics import registry
 from rehabgen.metrics.downstream import assessment_study
 from rehabgen.metrics.evaluator import Evaluator, eval_inputs, eval_inputs_from_positions
-from rehabgen.metrics.plausibility import kinematic_summary, reference_bone_lengths, split_kinematic_reference
+from rehabgen.metrics.plausibility import (
+    kinematic_summary, reference_bone_lengths, split_kinematic_reference, split_ratio_bands,
+)
 from rehabgen.metrics.registry import RealReference, SampleSetContext, TextContext
 from rehabgen.models.options import SamplerOptions
 from rehabgen.models.timeline import sample_timeline, timeline_overlap
@@ -189,6 +191,19 @@ def stable_kinematic_reference(train_ds: Dataset, train_pos: list[np.ndarray], t
     return split_kinematic_reference(pos, subjects, n_test, fps, n_splits=n_splits, seed=seed)
 
 
+def real_group_bands(train_ds: Dataset, train_pos: list[np.ndarray], test_ds: Dataset, test_pos: list[np.ndarray],
+                     fps: float, seed: int, n_splits: int = 200) -> dict | None:
+    """`split_ratio_bands` over every subject of the evaluation, with as many test subjects as
+    this evaluation has; None when there are too few subjects."""
+    seqs = train_ds.sequences + test_ds.sequences
+    subjects = [s.subject for s in seqs]
+    n_test = len(set(s.subject for s in test_ds.sequences))
+    if not 1 <= n_test < len(set(subjects)):
+        return None
+    return split_ratio_bands(list(train_pos) + list(test_pos), subjects, [s.exercise for s in seqs], n_test, fps,
+                             n_splits=n_splits, seed=seed)
+
+
 def _check_matches(ds: Dataset, model, folder) -> Dataset:
     """The dataset with the model's exercise vocabulary, or a DataError naming the folder and
     what differs (joints, exercises)."""
@@ -281,6 +296,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                                   _kinematics_by_exercise(train_pos, [s.exercise for s in train_ds.sequences],
                                                           exercises, spec.fps))
     kin_reference = stable_kinematic_reference(train_ds, train_pos, test_ds, test_pos, spec.fps, seed)
+    group_bands = real_group_bands(train_ds, train_pos, test_ds, test_pos, spec.fps, seed)
     text_checks = None
     if spec.text_encoder:
         text_metrics, text_checks = evaluate_text(model, ev, train_ds, test_ds, seed, repeats, options)
@@ -304,7 +320,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         "n_train_sequences": len(train_ds), "n_test_sequences": len(test_ds),
         "test_subjects": test_ds.subjects, "test_subjects_also_in_training": shared,
         "evaluator": ev_report, "metrics": metrics, "kinematics": kinematics,
-        "kinematic_reference": kin_reference, "text": text_checks,
+        "kinematic_reference": kin_reference, "real_group_bands": group_bands, "text": text_checks,
         "downstream": study, "protocol": __doc__.strip(), "seconds": round(time.time() - t0, 1),
         "versions": versions(),
     }

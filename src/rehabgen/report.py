@@ -193,6 +193,33 @@ def kinematic_reference_section(ref: dict | None, metrics: dict) -> list[str]:
     return md + [""]
 
 
+def group_bands_section(bands: dict | None, kin: dict) -> list[str]:
+    """Markdown: each exercise's generated / real ratio of mean speed and range of motion beside
+    the band real patient groups span against the same number of test patients (`split_ratio_bands`)."""
+    if not bands:
+        return []
+    qs = [q for q in ("speed", "range_of_motion") if q in bands]
+    tol = bands["tolerance"]
+    md = ["### Per-exercise ratios against real patient groups", "",
+          f"Over {bands['n_splits']} random subject splits with {bands['n_test_subjects']} test subject(s), the "
+          "ratio (the other subjects' mean) / (the test subjects' mean): 5th-95th percentile, and the share of "
+          f"splits within ±{tol:.0%}. A generated ratio inside the band is as close as real patients get.", "",
+          "| exercise | " + " | ".join(f"{q.replace('_', ' ')}: generated / real | real groups p5–p95 (within "
+                                      f"±{tol:.0%})" for q in qs) + " |", "|---" * (2 * len(qs) + 1) + "|"]
+    exercises = list(dict.fromkeys(e for q in qs for e in bands[q]["per_exercise"]))
+    for e in exercises:
+        cells = []
+        for q in qs:
+            g = ((kin.get(e) or {}).get(q) or {}).get("mean", {}).get("ratio")
+            b = bands[q]["per_exercise"].get(e)
+            cells.append("–" if g is None else f"{g:.2f}")
+            cells.append("–" if b is None else f"{b['p5']:.2f}–{b['p95']:.2f} ({b['within']:.0%})")
+        md.append(f"| {e} | " + " | ".join(cells) + " |")
+    md += ["", "Real groups within ±{:.0%} on every exercise at once: ".format(tol)
+           + ", ".join(f"{q.replace('_', ' ')} {bands[q]['all_within']:.0%} of splits" for q in qs) + ".", ""]
+    return md
+
+
 def downstream_side(study: dict) -> str:
     """The test side the downstream table shows: the run's test subjects (never seen by the
     generator) when the study had any, else the folds' held-out training subjects."""
@@ -358,6 +385,7 @@ def write_report(out: str | Path, result: EvaluationResult) -> Path:
            "![samples](samples.gif)", ""]
     md += kinematics_section(r.get("kinematics") or {})
     md += kinematic_reference_section(r.get("kinematic_reference"), r["metrics"])
+    md += group_bands_section(r.get("real_group_bands"), r.get("kinematics") or {})
     if r.get("text"):
         md += text_section(r["text"])
     if r.get("downstream"):
