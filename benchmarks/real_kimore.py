@@ -35,7 +35,7 @@ from rehabgen.runs import train_run
 
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
             folds: int, downstream_scores: str = "matched", guidance: float | None = None,
-            downstream: bool = True) -> dict:
+            downstream: bool = True, downstream_seeds: int = 1) -> dict:
     run = out / f"{family}_s{seed}"
     if not (run / "model" / "model.json").is_file():
         resume = (run / "checkpoint").is_dir()
@@ -43,13 +43,15 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
     train_s = json.loads((run / "train_summary.json").read_text())["seconds"]  # of the (last) training session
     guidance = guidance if family == "diffusion" else None  # the other families have no guidance
     rep = run / (("report_test" if test_data else "report") + ("" if downstream_scores == "matched" else "_balanced")
-                 + ("" if guidance is None else f"_g{guidance:g}") + ("" if downstream else "_nodownstream"))
+                 + ("" if guidance is None else f"_g{guidance:g}") + ("" if downstream else "_nodownstream")
+                 + ("" if downstream_seeds == 1 or not downstream else f"_a{downstream_seeds}"))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
     else:
         sampler = None if guidance is None else SamplerOptions(guidance=guidance)
         res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,
-                           downstream_scores=downstream_scores, sampler=sampler, downstream=downstream)
+                           downstream_scores=downstream_scores, sampler=sampler, downstream=downstream,
+                           downstream_seeds=downstream_seeds)
     res["train_seconds"] = train_s
     return res
 
@@ -157,6 +159,8 @@ def main():
     ap.add_argument("--guidance", type=float, default=None,
                     help="sample the diffusion runs at this classifier-free guidance [default: the model's]")
     ap.add_argument("--no-downstream", action="store_true", help="skip the downstream study (faster)")
+    ap.add_argument("--downstream-seeds", type=int, default=1,
+                    help="assessor initialisations per fold and condition (reports go to report..._aN)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -168,18 +172,19 @@ def main():
         for seed in (int(s) for s in seeds.split(",")):
             results.setdefault(fam, []).append(run_one(a.data, fam, seed, a.steps, out, a.test_data, a.repeats,
                                                        a.folds, a.downstream_scores, a.guidance,
-                                                       not a.no_downstream))
+                                                       not a.no_downstream, a.downstream_seeds))
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
             f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}"
             f"{'; ' + ', '.join(a.seeds_of) if a.seeds_of else ''}), "
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
-            f"downstream generated data: {a.downstream_scores} scores; "
+            f"downstream generated data: {a.downstream_scores} scores, {a.downstream_seeds} assessor seed(s); "
             f"{'' if a.guidance is None else f'diffusion guidance {a.guidance:g}; '}"
             f"training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
                                                    for f, rs in results.items()))
     md = "\n\n".join([head, table(results), kinematics_lines(results)])
     print(md)
-    tag = ("" if a.downstream_scores == "matched" else "_balanced") + ("" if a.guidance is None else f"_g{a.guidance:g}")
+    tag = (("" if a.downstream_scores == "matched" else "_balanced") + ("" if a.guidance is None else f"_g{a.guidance:g}")
+           + ("" if a.downstream_seeds == 1 else f"_a{a.downstream_seeds}"))
     (out / f"table{tag}.md").write_text(md + "\n")
     (out / f"results{tag}.json").write_text(json.dumps(results, indent=1, default=str))
 

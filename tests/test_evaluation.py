@@ -139,6 +139,23 @@ def test_downstream_balanced_scores_label_generated_data_with_what_was_asked(spl
         assessment_study(tr, te, record("x"), k=2, seed=0, steps=5, gen_scores="uniform")
 
 
+def test_downstream_assessor_seeds_score_every_initialisation(split):
+    """assessor_seeds=2: two networks per fold and condition, each scored; the first is the
+    single-seed study's, the baseline (no network) is scored once per fold; 0 is refused."""
+    tr, te = split
+    one = assessment_study(tr, te, None, k=2, seed=0, steps=5)
+    two = assessment_study(tr, te, None, k=2, seed=0, steps=5, assessor_seeds=2)
+    assert two["assessor_seeds"] == 2 and one["assessor_seeds"] == 1
+    r1, r2 = (st["conditions"]["real"]["held_out_test"]["rmse"]["runs"] for st in (one, two))
+    assert len(r1) == 2 and len(r2) == 4  # folds x seeds, fold by fold
+    assert r2[0] == pytest.approx(r1[0]) and r2[2] == pytest.approx(r1[1])
+    assert r2[1] != pytest.approx(r2[0])  # another initialisation, another network
+    assert two["conditions"]["real"]["held_out_test"]["rmse"]["mean"] == pytest.approx(np.mean(r2))
+    assert len(two["conditions"]["exercise-mean"]["held_out_test"]["rmse"]["runs"]) == 2
+    with pytest.raises(ValueError, match="assessor_seeds must be >= 1, got 0"):
+        assessment_study(tr, te, None, k=2, seed=0, steps=5, assessor_seeds=0)
+
+
 def test_classic_augment_keeps_shape_and_changes_values():
     x = np.random.default_rng(0).normal(size=(3, 64, 75)).astype(np.float32)
     y = classic_augment(x, np.random.default_rng(1))

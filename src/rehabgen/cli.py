@@ -980,6 +980,9 @@ def evaluate_cmd(
     downstream_scores: str = typer.Option("matched", "--downstream-scores",
                                           help="Scores the study's generated data is conditioned on: 'matched' (each "
                                                "real sequence's) or 'balanced' (uniform over each exercise's range)."),
+    downstream_seeds: int = typer.Option(1, "--downstream-seeds", min=1,
+                                         help="Assessor initialisations per fold and condition in the downstream "
+                                              "study (each scored; more seeds, less noise)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps for sampling [default: the model's]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale [default: the model's]."),
@@ -1020,7 +1023,7 @@ def evaluate_cmd(
         res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
                            steps=steps, test_data=test_data, downstream_scores=downstream_scores,
                            sampler=SamplerOptions(sampler=sampler, guidance=guidance), device=dev, precision=precision,
-                           log_with=log_with)
+                           log_with=log_with, downstream_seeds=downstream_seeds)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))

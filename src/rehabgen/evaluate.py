@@ -223,7 +223,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                  evaluator_steps: int | None = None, progress: bool = True,
                  test_data: str | Path | None = None, downstream_steps: int | None = None,
                  downstream_scores: str = "matched", sampler: SamplerOptions | None = None,
-                 device: str = "cpu", precision: str = "fp32", log_with: str | None = None) -> dict:
+                 device: str = "cpu", precision: str = "fp32", log_with: str | None = None,
+                 downstream_seeds: int = 1) -> dict:
     """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`; returns metrics.json's content.
 
     `data` is the folder the run was trained on (its training subjects come from the run's
@@ -310,7 +311,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
             return pad_sequences(generate_for(model, exs, scores, s, options, length=L))
 
         study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name, device=device,
-                                 progress=progress, gen_scores=downstream_scores,
+                                 progress=progress, gen_scores=downstream_scores, assessor_seeds=downstream_seeds,
                                  **({"steps": downstream_steps} if downstream_steps else {}))
 
     summary = {
@@ -331,7 +332,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                                      "downstream": downstream, "folds": folds, "steps": steps,
                                      "sampler": None if options is None else options.given(),
                                      "device": str(device), "precision": model.precision,
-                                     "downstream_scores": downstream_scores, "log_with": log_with})
+                                     "downstream_scores": downstream_scores, "downstream_seeds": downstream_seeds,
+                                     "log_with": log_with})
     result = EvaluationResult(
         summary=summary, skeleton=spec.skeleton, fps=spec.fps, exercises=tuple(exercises),
         samples=samples, sample_exercise=cond_ex, sample_score=cond_sc, real_test=test_pos, real_test_exercise=test_ex,
