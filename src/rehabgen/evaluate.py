@@ -179,29 +179,19 @@ def _training_record(run_dir: Path) -> dict | None:
                                                            "seconds")}
 
 
-def stable_kinematic_reference(train_ds: Dataset, train_pos: list[np.ndarray], test_ds: Dataset,
-                               test_pos: list[np.ndarray], fps: float, seed: int, n_splits: int = 100) -> dict | None:
-    """`split_kinematic_reference` over every subject of the evaluation (training and test), with
-    as many test subjects as this evaluation has; None when there are too few subjects."""
-    pos = list(train_pos) + list(test_pos)
-    subjects = [s.subject for s in train_ds.sequences + test_ds.sequences]
-    n_test = len(set(s.subject for s in test_ds.sequences))
-    if not 1 <= n_test < len(set(subjects)):
-        return None
-    return split_kinematic_reference(pos, subjects, n_test, fps, n_splits=n_splits, seed=seed)
-
-
-def real_group_bands(train_ds: Dataset, train_pos: list[np.ndarray], test_ds: Dataset, test_pos: list[np.ndarray],
-                     fps: float, seed: int, n_splits: int = 200) -> dict | None:
-    """`split_ratio_bands` over every subject of the evaluation, with as many test subjects as
-    this evaluation has; None when there are too few subjects."""
+def real_against_real(train_ds: Dataset, train_pos: list[np.ndarray], test_ds: Dataset, test_pos: list[np.ndarray],
+                      fps: float, seed: int) -> tuple[dict | None, dict | None]:
+    """Real data against itself over random subject splits of every subject of the evaluation
+    (training and test), with as many test subjects as this evaluation has: the kinematic
+    distances (`split_kinematic_reference`, 100 splits) and the per-exercise ratio bands
+    (`split_ratio_bands`, 200 splits); (None, None) when there are too few subjects."""
     seqs = train_ds.sequences + test_ds.sequences
-    subjects = [s.subject for s in seqs]
+    pos, subjects = list(train_pos) + list(test_pos), [s.subject for s in seqs]
     n_test = len(set(s.subject for s in test_ds.sequences))
     if not 1 <= n_test < len(set(subjects)):
-        return None
-    return split_ratio_bands(list(train_pos) + list(test_pos), subjects, [s.exercise for s in seqs], n_test, fps,
-                             n_splits=n_splits, seed=seed)
+        return None, None
+    return (split_kinematic_reference(pos, subjects, n_test, fps, n_splits=100, seed=seed),
+            split_ratio_bands(pos, subjects, [s.exercise for s in seqs], n_test, fps, n_splits=200, seed=seed))
 
 
 def _check_matches(ds: Dataset, model, folder) -> Dataset:
@@ -296,8 +286,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     kinematics = kinematics_table(gen_kin, _kinematics_by_exercise(test_pos, test_ex, exercises, spec.fps),
                                   _kinematics_by_exercise(train_pos, [s.exercise for s in train_ds.sequences],
                                                           exercises, spec.fps))
-    kin_reference = stable_kinematic_reference(train_ds, train_pos, test_ds, test_pos, spec.fps, seed)
-    group_bands = real_group_bands(train_ds, train_pos, test_ds, test_pos, spec.fps, seed)
+    kin_reference, group_bands = real_against_real(train_ds, train_pos, test_ds, test_pos, spec.fps, seed)
     text_checks = None
     if spec.text_encoder:
         text_metrics, text_checks = evaluate_text(model, ev, train_ds, test_ds, seed, repeats, options)

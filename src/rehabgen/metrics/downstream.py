@@ -14,8 +14,9 @@ training recordings, the real-only FCN is 20 % worse than it: it overfits).
 Each fold model is tested on the fold's held-out subjects and on the held-out test subjects of
 the run. Only the latter is fully honest: the generator saw every training subject, so its
 samples may carry information about a fold's held-out subjects. Mean ± std over folds (and over
-`assessor_seeds` initialisations of each fold's networks: on 21 KIMORE patients one assessor
-seed moved real + generated against real only from −10 % to −3 % on the same 3 splits).
+`assessor_seeds` initialisations of each fold's networks: on the 21 KIMORE patients another
+study seed, i.e. other folds and initialisations, moved real + generated against real only from
+−10 % to −3 % on the same 3 generator runs).
 """
 
 from __future__ import annotations
