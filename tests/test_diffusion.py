@@ -342,27 +342,34 @@ def test_schedule_shift_divides_every_snr_and_samplers_share_it():
 
 
 def test_input_perturbation_adds_noise_the_target_does_not_know():
-    """gamma > 0: the network's input carries noise + gamma * xi (variance 1 + gamma^2 at the
-    noise's share) while the v target keeps the plain noise; gamma 0 is the plain loss."""
+    """gamma > 0: the network's input carries noise + gamma * xi (fresh noise of std gamma) while
+    the v target keeps the plain noise: a network that outputs the plain-noise v has zero loss."""
     from rehabgen.train import _tensors
 
     ds = toy_dataset(n=8)
     M = get_family("diffusion")
-    seen = []
+    seen, parts = [], []
     for gamma in (0.0, 0.5):
         torch.manual_seed(0)
-        model, arrays = M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "input_perturbation": gamma})
+        model, arrays = M.from_dataset(ds, PCFG, max_len=32, **{**SMALL, "prediction": "v",
+                                                                  "input_perturbation": gamma})
         net = model.nets["denoiser"]
-        hook = net.register_forward_pre_hook(lambda m, args: seen.append((args[0].detach(), args[1].detach())))
+        hooks = [net.register_forward_pre_hook(lambda m, args: seen.append((args[0].detach(), args[1].detach())))]
         batch = _tensors(arrays)
+        x0 = batch["z"]
+        if gamma:  # answer with the v of the plain noise the first run drew (same seed, same t)
+            a, s = model._alpha_sigma(seen[0][1], x0)
+            v_plain = a * (seen[0][0] - a * x0) / s - s * x0
+            hooks.append(net.register_forward_hook(lambda m, args, out: v_plain))
         torch.manual_seed(1)
-        model.loss(model.nets, batch)
-        hook.remove()
+        parts.append(model.loss(model.nets, batch)[1])
+        for h in hooks:
+            h.remove()
     (x_plain, t), (x_pert, t2) = seen
     assert torch.equal(t, t2)
-    x0 = batch["z"]
     a, s = model._alpha_sigma(t, x0)
     n_plain, n_pert = (x_plain - a * x0) / s, (x_pert - a * x0) / s
     extra = n_pert - n_plain  # = gamma * xi
     assert extra.std().item() == pytest.approx(0.5, rel=0.05)
     assert abs(float((extra * n_plain).mean())) < 0.02  # fresh noise, not a rescaled copy
+    assert float(parts[1]["rec"]) < 1e-8 < float(parts[0]["rec"])  # the target ignores the extra noise
