@@ -312,8 +312,9 @@ def augment_dataset(ds: Dataset, kinds: str | tuple[str, ...], window: int | Non
     camera): "crop" adds the later `window`-frame windows of every longer recording, every
     window/4 frames (training sees only a recording's first `window` frames otherwise: 80 of
     125 on KIMORE patients at 5 fps; there, seed 0, 3,000 steps: WPD equal to real and less
-    drift, but FID 4.9 vs 2.5, as the test windows start where recordings start); "mirror" adds the left-right mirror image of every
-    sequence (KIMORE's exercises are bilateral, so label and score stay true); "warp" adds copies
+    drift, but FID 4.9 vs 2.5, as the test windows start where recordings start); "mirror"
+    adds the left-right mirror image of every sequence (KIMORE's exercises are bilateral, so
+    label and score stay true); "warp" adds copies
     played at WARP_FACTORS times the tempo (patients perform the same exercise at very different
     speeds; 84 training recordings show few of them). Copies follow the originals, in that order."""
     kinds = tuple(k for k in (kinds.split(",") if isinstance(kinds, str) else kinds) if k)

@@ -179,8 +179,9 @@ def band_power(x, fps: float, lengths=None, bands=BANDS) -> np.ndarray:
     bands (below 0.1 Hz: posture drift, one cycle per 10 s or slower; 0.1-0.5 Hz: exercise
     repetitions, KIMORE patients do one every 2-8 s; above 0.5 Hz: quick movements and
     tracking noise) say where the movement is. The diffusion model's samples of KIMORE
-    patients (3,000 steps, seed 0, guidance 2) held 0.64x the test patients' power in the repetition band
-    and 3.1x in the drift band (Es1 0.48x and 11x): slow wandering where patients repeat."""
+    patients (3,000 steps, seed 0, guidance 2) held 0.64x the test patients' power in the
+    repetition band and 3.1x in the drift band (Es1 0.48x and 11x): slow wandering where
+    patients repeat."""
     x = _motion(x)
     n = _lengths(x, lengths)
     out = np.full((len(x), len(bands)), np.nan)
@@ -268,10 +269,8 @@ def split_ratio_bands(positions: list[np.ndarray], subjects: list[str], exercise
         for e in names:
             a, b = (exs == e) & test, (exs == e) & ~test
             for q in GROUP_QUANTITIES:
-                ok = counts[q][a].sum() > 0 and counts[q][b].sum() > 0
-                ta = sums[q][a].sum() / max(counts[q][a].sum(), 1)
-                tb = sums[q][b].sum() / max(counts[q][b].sum(), 1)
-                ratios[q][e].append(tb / ta if ok and ta > 0 else np.nan)
+                na, nb, sa = counts[q][a].sum(), counts[q][b].sum(), sums[q][a].sum()
+                ratios[q][e].append(sums[q][b].sum() / nb / (sa / na) if na and nb and sa > 0 else np.nan)
     out = {"n_splits": n_splits, "n_test_subjects": n_test_subjects, "tolerance": tolerance}
     for q in GROUP_QUANTITIES:
         r = np.array([ratios[q][e] for e in names])  # (E, n_splits)
