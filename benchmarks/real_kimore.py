@@ -10,7 +10,8 @@ given by --threads. Finished runs and reports are reused, so an interrupted benc
 `--test-data DIR` evaluates on a given test folder (published folds) instead of each run's own
 held-out subjects. `--guidance G` samples the diffusion runs at another classifier-free guidance
 (training does not depend on it, so the same runs serve every G; reports go to `report_gG`);
-`--no-downstream` skips the downstream study. Prints Markdown; writes `results.json` and
+`--downstream-score-guidance S` samples the downstream study's generated data of the diffusion runs
+at score guidance S (reports `report..._sgS`); `--no-downstream` skips the downstream study. Prints Markdown; writes `results.json` and
 `table.md` into --out.
 """
 
@@ -35,23 +36,25 @@ from rehabgen.runs import train_run
 
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
             folds: int, downstream_scores: str = "matched", guidance: float | None = None,
-            downstream: bool = True, downstream_seeds: int = 1) -> dict:
+            downstream: bool = True, downstream_seeds: int = 1, downstream_score_guidance: float | None = None) -> dict:
     run = out / f"{family}_s{seed}"
     if not (run / "model" / "model.json").is_file():
         resume = (run / "checkpoint").is_dir()
         train_run(RunConfig(data=data, model=family, seed=seed, steps=steps), run, resume=resume, steps=steps)
     train_s = json.loads((run / "train_summary.json").read_text())["seconds"]  # of the (last) training session
     guidance = guidance if family == "diffusion" else None  # the other families have no guidance
+    sg = downstream_score_guidance if family == "diffusion" and downstream else None
     rep = run / (("report_test" if test_data else "report") + ("" if downstream_scores == "matched" else "_balanced")
                  + ("" if guidance is None else f"_g{guidance:g}") + ("" if downstream else "_nodownstream")
-                 + ("" if downstream_seeds == 1 or not downstream else f"_a{downstream_seeds}"))
+                 + ("" if downstream_seeds == 1 or not downstream else f"_a{downstream_seeds}")
+                 + ("" if sg is None else f"_sg{sg:g}"))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
     else:
         sampler = None if guidance is None else SamplerOptions(guidance=guidance)
         res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,
                            downstream_scores=downstream_scores, sampler=sampler, downstream=downstream,
-                           downstream_seeds=downstream_seeds)
+                           downstream_seeds=downstream_seeds, downstream_score_guidance=sg)
     res["train_seconds"] = train_s
     return res
 
@@ -161,6 +164,8 @@ def main():
     ap.add_argument("--no-downstream", action="store_true", help="skip the downstream study (faster)")
     ap.add_argument("--downstream-seeds", type=int, default=1,
                     help="assessor initialisations per fold and condition (reports go to report..._aN)")
+    ap.add_argument("--downstream-score-guidance", type=float, default=None,
+                    help="score guidance of the diffusion runs' downstream generated data (reports go to report..._sgS)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -172,19 +177,22 @@ def main():
         for seed in (int(s) for s in seeds.split(",")):
             results.setdefault(fam, []).append(run_one(a.data, fam, seed, a.steps, out, a.test_data, a.repeats,
                                                        a.folds, a.downstream_scores, a.guidance,
-                                                       not a.no_downstream, a.downstream_seeds))
+                                                       not a.no_downstream, a.downstream_seeds,
+                                                       a.downstream_score_guidance))
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
             f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}"
             f"{'; ' + ', '.join(a.seeds_of) if a.seeds_of else ''}), "
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
-            f"downstream generated data: {a.downstream_scores} scores, {a.downstream_seeds} assessor seed(s); "
+            f"downstream generated data: {a.downstream_scores} scores, {a.downstream_seeds} assessor seed(s)"
+            f"{'' if a.downstream_score_guidance is None else f', score guidance {a.downstream_score_guidance:g}'}; "
             f"{'' if a.guidance is None else f'diffusion guidance {a.guidance:g}; '}"
             f"training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
                                                    for f, rs in results.items()))
     md = "\n\n".join([head, table(results), kinematics_lines(results)])
     print(md)
     tag = (("" if a.downstream_scores == "matched" else "_balanced") + ("" if a.guidance is None else f"_g{a.guidance:g}")
-           + ("" if a.downstream_seeds == 1 else f"_a{a.downstream_seeds}"))
+           + ("" if a.downstream_seeds == 1 else f"_a{a.downstream_seeds}")
+           + ("" if a.downstream_score_guidance is None else f"_sg{a.downstream_score_guidance:g}"))
     (out / f"table{tag}.md").write_text(md + "\n")
     (out / f"results{tag}.json").write_text(json.dumps(results, indent=1, default=str))
 

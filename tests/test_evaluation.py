@@ -299,3 +299,32 @@ def test_test_folder_must_match_the_model(tiny_run, tmp_path):
     write_generic(tmp_path / "other_ex", Dataset(p.skeleton, seqs, fps=p.fps))
     with pytest.raises(DataError, match=r"other_ex: exercise\(s\) \['Es9'\] unknown to the model"):
         evaluate_run(root / "run", root / "train", tmp_path / "r2", test_data=tmp_path / "other_ex", progress=False)
+
+
+def test_downstream_score_guidance_applies_to_the_study_data_only(tiny_run, tmp_path, monkeypatch):
+    """The study's generated training data is sampled at --downstream-score-guidance; the
+    evaluation's own sample sets keep the evaluation's sampler settings."""
+    import rehabgen.evaluate as E
+    from rehabgen.models import SamplerOptions
+
+    monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
+    root, _ = tiny_run
+    seen = []
+
+    def spy(model, exercises, scores, seed, options=None, length=None):
+        seen.append(("study" if length is not None else "evaluation", options))
+        return real_generate_for(model, exercises, scores, seed, options, length)
+
+    real_generate_for = E.generate_for
+    monkeypatch.setattr(E, "generate_for", spy)
+    out = tmp_path / "rep"
+    m = E.evaluate_run(root / "run", root / "train", out, repeats=1, folds=2, steps=2, evaluator_steps=10,
+                       progress=False, test_data=root / "patients", downstream_steps=5,
+                       sampler=SamplerOptions(guidance=1.5), downstream_score_guidance=3.0)
+    kinds = {k for k, _ in seen}
+    assert kinds == {"study", "evaluation"}
+    for kind, o in seen:
+        assert o.guidance == 1.5 and o.score_guidance == (3.0 if kind == "study" else None), (kind, o)
+    assert m["downstream"]["sampler"] == {"steps": 2, "guidance": 1.5, "score_guidance": 3.0}
+    assert json.loads((out / "config.json").read_text())["downstream_score_guidance"] == 3.0
+    assert "Generated data sampled at score guidance 3 (`--downstream-score-guidance`" in (out / "report.md").read_text()

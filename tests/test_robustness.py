@@ -126,6 +126,7 @@ def test_hyper_parameters_that_cannot_build_a_model_are_one_line(data, tmp_path)
     (["--steps", "0"], ["--steps"]),
     (["--score", "nan"], ["--score", "finite"]),
     (["--guidance", "-1"], ["--guidance", "[0, 10]"]),
+    (["--score-guidance", "11"], ["--score-guidance", "[0, 10]"]),
     (["--length", "1"], ["--length"]),
 ])
 def test_bad_sample_input_is_one_line(run_dir, tmp_path, args, needles):
@@ -148,7 +149,23 @@ def test_sample_output_paths_are_checked(run_dir, tmp_path):
 def test_sample_records_the_steps_it_ran(run_dir, tmp_path):
     r = cli("sample", run_dir, "--exercise", "Es1", "--n", 1, "--steps", 2, "--out", tmp_path / "s.npz")
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "s.json").read_text())["steps"] == 2
+    rec = json.loads((tmp_path / "s.json").read_text())
+    assert rec["steps"] == 2 and rec["score_guidance"] is None  # the model's: none of its own (= guidance)
+    for name, extra in (("a", []), ("g", ["--score-guidance", 4])):
+        r = cli("sample", run_dir, "--exercise", "Es1", "--n", 1, "--steps", 2, "--score", 30, *extra,
+                "--out", tmp_path / f"{name}.npz")
+        assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "g.json").read_text())["score_guidance"] == 4
+    from rehabgen.samples import load_samples
+
+    a, g = (load_samples(tmp_path / f"{k}.npz")["positions"] for k in "ag")
+    assert a.shape == g.shape and not np.allclose(a, g)  # the same seed: score guidance changed the samples
+
+
+def test_bad_evaluate_guidance_is_one_line(run_dir, data, tmp_path):
+    one_error_line(cli("evaluate", run_dir, "--data", data, "--out", tmp_path / "r", "--downstream-score-guidance",
+                       "-2"), "--downstream-score-guidance", "[0, 10]")
+    assert not (tmp_path / "r").exists()
 
 
 def test_ctrl_c_outside_training_is_one_line(monkeypatch, tmp_path):

@@ -701,7 +701,7 @@ def _samples_out_config(run_dir, model, **kw) -> dict:
     filled in), so the file says how it was made."""
     from rehabgen.runs import versions
 
-    resolved = {k: model.hparams[k] for k in ("sampler", "steps", "guidance")
+    resolved = {k: model.hparams[k] for k in ("sampler", "steps", "guidance", "score_guidance")
                 if model.capabilities.sampler and k in model.hparams}
     return {"run": str(run_dir), "family": model.family, "model_step": model.step, **resolved,
             **{k: v for k, v in kw.items() if v is not None or k not in resolved}, "versions": versions()}
@@ -726,6 +726,7 @@ def sample_cmd(
     length: Optional[int] = typer.Option(None, "--length", min=2, help="Frames (at the model's fps) [default: typical]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help=f"Classifier-free guidance scale, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's]."),
+    score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=f"A separate guidance scale for the score's own effect, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's, i.e. --guidance]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
@@ -741,10 +742,11 @@ def sample_cmd(
     from rehabgen.samples import pad_sequences, save_samples
 
     _sampler_checks(score, guidance)
+    _number(score_guidance, "--score-guidance", *GUIDANCE)
     _check_out_file(out, force)
     _threads(threads)
     dev = _device(device, precision)
-    options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance)
+    options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance, score_guidance=score_guidance)
     try:
         model = load_model(run_dir, dev, precision)
         names = list(model.spec.exercises) if exercise == "all" else [e.strip() for e in exercise.split(",")]
@@ -986,6 +988,11 @@ def evaluate_cmd(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps for sampling [default: the model's]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale [default: the model's]."),
+    score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=f"A separate guidance scale for the score's own effect, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's, i.e. --guidance]."),
+    downstream_score_guidance: Optional[float] = typer.Option(
+        None, "--downstream-score-guidance",
+        help="Score guidance for the downstream study's generated training data only (a stronger score effect "
+             "teaches the assessor more; the rest of the evaluation keeps --score-guidance) [default: the same]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite the report in an existing --out."),
     log_with: Optional[str] = typer.Option(None, "--log-with", help="Also log the scalar metrics to this tracker of "
@@ -1002,6 +1009,8 @@ def evaluate_cmd(
     from rehabgen.report import metrics_table
 
     _number(guidance, "--guidance", *GUIDANCE)
+    _number(score_guidance, "--score-guidance", *GUIDANCE)
+    _number(downstream_score_guidance, "--downstream-score-guidance", *GUIDANCE)
     if downstream_scores not in ("matched", "balanced"):
         fail(f"--downstream-scores must be 'matched' or 'balanced', got {downstream_scores!r}")
     if log_with is not None:
@@ -1022,8 +1031,9 @@ def evaluate_cmd(
     try:
         res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
                            steps=steps, test_data=test_data, downstream_scores=downstream_scores,
-                           sampler=SamplerOptions(sampler=sampler, guidance=guidance), device=dev, precision=precision,
-                           log_with=log_with, downstream_seeds=downstream_seeds)
+                           sampler=SamplerOptions(sampler=sampler, guidance=guidance, score_guidance=score_guidance),
+                           device=dev, precision=precision, log_with=log_with, downstream_seeds=downstream_seeds,
+                           downstream_score_guidance=downstream_score_guidance)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))

@@ -214,14 +214,18 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                  test_data: str | Path | None = None, downstream_steps: int | None = None,
                  downstream_scores: str = "matched", sampler: SamplerOptions | None = None,
                  device: str = "cpu", precision: str = "fp32", log_with: str | None = None,
-                 downstream_seeds: int = 1) -> dict:
+                 downstream_seeds: int = 1, downstream_score_guidance: float | None = None) -> dict:
     """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`; returns metrics.json's content.
 
     `data` is the folder the run was trained on (its training subjects come from the run's
     split.json). `test_data`, if given, is another folder (e.g. real patients) that replaces the
     run's held-out subjects everywhere: as the real reference, as the conditions of the
     generated sets, and as the test subjects of the downstream study. `log_with` (a tracker of
-    `rehabgen.tracking`) also logs the scalar metrics into the run's tracking/ at the model's step."""
+    `rehabgen.tracking`) also logs the scalar metrics into the run's tracking/ at the model's step.
+    `downstream_score_guidance` samples the downstream study's generated training data with that
+    score guidance (the rest of the evaluation keeps `sampler`'s): data made to teach an assessor
+    the score wants the score's effect stronger than samples judged for realism do (on the 21
+    KIMORE patients, 3 runs: score guidance 4 lowered the assessor's error, 1.75 kept FID low)."""
     if log_with:
         tracking.check(log_with)  # before the work, not after it
     t0 = time.time()
@@ -248,6 +252,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     options = sampler_options(model, steps, sampler)
     if options is not None:
         model.check_options(options)
+    ds_options = options
+    if downstream and downstream_score_guidance is not None:
+        ds_options = model.check_options(replace(options or SamplerOptions(), score_guidance=downstream_score_guidance))
     fit_kw = {"steps": evaluator_steps} if evaluator_steps else {}
     ev = Evaluator.cached(train_ds, cache_dir() / "evaluators", key_extra={"score": score_name, "seed": seed}, device=device,
                           score_name=score_name, seed=seed, progress=progress, **fit_kw)
@@ -297,11 +304,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         L = int(np.median(list(spec.default_length.values())))
 
         def gen_fn(exs, scores, s):
-            return pad_sequences(generate_for(model, exs, scores, s, options, length=L))
+            return pad_sequences(generate_for(model, exs, scores, s, ds_options, length=L))
 
         study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name, device=device,
                                  progress=progress, gen_scores=downstream_scores, assessor_seeds=downstream_seeds,
                                  **({"steps": downstream_steps} if downstream_steps else {}))
+        study["sampler"] = None if ds_options is None else ds_options.given()
 
     summary = {
         "run": str(run_dir), "data": str(data), "test_data": None if test_data is None else str(test_data),
@@ -322,6 +330,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                                      "sampler": None if options is None else options.given(),
                                      "device": str(device), "precision": model.precision,
                                      "downstream_scores": downstream_scores, "downstream_seeds": downstream_seeds,
+                                     "downstream_score_guidance": downstream_score_guidance,
                                      "log_with": log_with})
     result = EvaluationResult(
         summary=summary, skeleton=spec.skeleton, fps=spec.fps, exercises=tuple(exercises),

@@ -67,6 +67,7 @@ EVALUATE_KEYS = {
     "n": ("--n", "int", 1), "repeats": ("--repeats", "int", 1), "folds": ("--folds", "int", 2),
     "downstream": ("--downstream", "flag", None), "downstream_scores": ("--downstream-scores", "choice", ("matched", "balanced")),
     "downstream_seeds": ("--downstream-seeds", "int", 1),
+    "downstream_score_guidance": ("--downstream-score-guidance", "number", 0.0),
     "steps": ("--steps", "int", 1), "seed": ("--seed", "int", 0), "test_data": ("--test-data", "path", None),
 }
 SWEEP_OUTPUTS = ("jobs", "slurm", "sweep.json", "table.md")  # what --force deletes, nothing else
