@@ -10,9 +10,9 @@ given by --threads. Finished runs and reports are reused, so an interrupted benc
 `--test-data DIR` evaluates on a given test folder (published folds) instead of each run's own
 held-out subjects. `--guidance G` samples the diffusion runs at another classifier-free guidance
 (training does not depend on it, so the same runs serve every G; reports go to `report_gG`);
-`--downstream-score-guidance S` samples the downstream study's generated data of the diffusion runs
-at score guidance S (reports `report..._sgS`); `--no-downstream` skips the downstream study. Prints Markdown; writes `results.json` and
-`table.md` into --out.
+`--downstream-score-guidance S` samples the downstream study's generated data of the diffusion
+runs at score guidance S (reports go to `report..._sgS`); `--no-downstream` skips the downstream
+study. Prints Markdown; writes `results.json` and `table.md` into --out.
 """
 
 from __future__ import annotations

@@ -224,8 +224,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     `rehabgen.tracking`) also logs the scalar metrics into the run's tracking/ at the model's step.
     `downstream_score_guidance` samples the downstream study's generated training data with that
     score guidance (the rest of the evaluation keeps `sampler`'s): data made to teach an assessor
-    the score wants the score's effect stronger than samples judged for realism do (on the 21
-    KIMORE patients, 3 runs: score guidance 4 lowered the assessor's error, 1.75 kept FID low)."""
+    the score wants the score's effect stronger than samples judged for realism do: on the 21
+    KIMORE patients (3 runs x 3 study seeds) score guidance 4 lowered the assessor's error by 7.7 %
+    against 4.2 % at the model's 1.75, but sampling everything at 4 raised FID from 1.46 to 5.25."""
     if log_with:
         tracking.check(log_with)  # before the work, not after it
     t0 = time.time()
