@@ -708,12 +708,15 @@ def _samples_out_config(run_dir, model, **kw) -> dict:
 
 
 GUIDANCE = (0.0, 10.0)  # classifier-free guidance: 0 = unconditional, 1 = plain conditional; above 10 nothing useful
+SCORE_GUIDANCE_HELP = (f"A separate guidance scale for the score's own effect, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} "
+                       "[default: the model's, i.e. --guidance].")
 
 
-def _sampler_checks(score: float | None, guidance: float | None) -> None:
+def _sampler_checks(score: float | None, guidance: float | None, score_guidance: float | None = None) -> None:
     if score is not None and not math.isfinite(score):
         fail(f"--score must be a finite number within the model's score range, got {score}")
     _number(guidance, "--guidance", *GUIDANCE)
+    _number(score_guidance, "--score-guidance", *GUIDANCE)
 
 
 @app.command("sample")
@@ -726,7 +729,7 @@ def sample_cmd(
     length: Optional[int] = typer.Option(None, "--length", min=2, help="Frames (at the model's fps) [default: typical]."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help=f"Classifier-free guidance scale, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's]."),
-    score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=f"A separate guidance scale for the score's own effect, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's, i.e. --guidance]."),
+    score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=SCORE_GUIDANCE_HELP),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
@@ -741,8 +744,7 @@ def sample_cmd(
     from rehabgen.runs import load_model, write_json
     from rehabgen.samples import pad_sequences, save_samples
 
-    _sampler_checks(score, guidance)
-    _number(score_guidance, "--score-guidance", *GUIDANCE)
+    _sampler_checks(score, guidance, score_guidance)
     _check_out_file(out, force)
     _threads(threads)
     dev = _device(device, precision)
@@ -988,7 +990,7 @@ def evaluate_cmd(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps for sampling [default: the model's]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale [default: the model's]."),
-    score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=f"A separate guidance scale for the score's own effect, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's, i.e. --guidance]."),
+    score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=SCORE_GUIDANCE_HELP),
     downstream_score_guidance: Optional[float] = typer.Option(
         None, "--downstream-score-guidance",
         help="Score guidance for the downstream study's generated training data only (a stronger score effect "
@@ -1008,8 +1010,7 @@ def evaluate_cmd(
     from rehabgen.models import ModelError, SamplerOptions
     from rehabgen.report import metrics_table
 
-    _number(guidance, "--guidance", *GUIDANCE)
-    _number(score_guidance, "--score-guidance", *GUIDANCE)
+    _sampler_checks(None, guidance, score_guidance)
     _number(downstream_score_guidance, "--downstream-score-guidance", *GUIDANCE)
     if downstream_scores not in ("matched", "balanced"):
         fail(f"--downstream-scores must be 'matched' or 'balanced', got {downstream_scores!r}")
