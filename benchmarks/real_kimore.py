@@ -9,7 +9,10 @@ Runs one training at a time (two torch jobs on 2 cores slow each other ~10x) wit
 given by --threads. Finished runs and reports are reused, so an interrupted benchmark resumes.
 `--test-data DIR` evaluates on a given test folder (published folds) instead of each run's own
 held-out subjects. `--guidance G` samples the diffusion runs at another classifier-free guidance
-(training does not depend on it, so the same runs serve every G; reports go to `report_gG`);
+(training does not depend on it, so the same runs serve every G; reports go to `report_gG`), and
+`--drift-guidance D` / `--repetition-guidance R` at other scales for the slow and the repetition
+band (`report_dgD`, `report_rgR`; `--drift-guidance 1.75 --repetition-guidance 1.75 --guidance
+1.75` is the one-scale guidance of models trained before band guidance existed);
 `--downstream-score-guidance S` samples the downstream study's generated data of the diffusion
 runs at score guidance S (reports go to `report..._sgS`); `--no-downstream` skips the downstream
 study. Prints Markdown; writes `results.json` and `table.md` into --out.
@@ -34,24 +37,34 @@ from rehabgen.models import SamplerOptions
 from rehabgen.runs import train_run
 
 
+# diffusion sampler options a benchmark can set -> their report-folder / table suffix
+SAMPLER_TAGS = {"guidance": "g", "drift_guidance": "dg", "repetition_guidance": "rg"}
+
+
+def sampler_tag(options: dict) -> str:
+    """`_g1.75_rg2.5`-style suffix of the sampler options that were set."""
+    return "".join(f"_{SAMPLER_TAGS[k]}{v:g}" for k, v in options.items() if v is not None)
+
+
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
-            folds: int, downstream_scores: str = "matched", guidance: float | None = None,
+            folds: int, downstream_scores: str = "matched", sampler_options: dict | None = None,
             downstream: bool = True, downstream_seeds: int = 1, downstream_score_guidance: float | None = None) -> dict:
     run = out / f"{family}_s{seed}"
     if not (run / "model" / "model.json").is_file():
         resume = (run / "checkpoint").is_dir()
         train_run(RunConfig(data=data, model=family, seed=seed, steps=steps), run, resume=resume, steps=steps)
     train_s = json.loads((run / "train_summary.json").read_text())["seconds"]  # of the (last) training session
-    guidance = guidance if family == "diffusion" else None  # the other families have no guidance
+    given = {k: v for k, v in (sampler_options or {}).items() if v is not None}
+    given = given if family == "diffusion" else {}  # the other families have no guidance
     sg = downstream_score_guidance if family == "diffusion" and downstream else None
     rep = run / (("report_test" if test_data else "report") + ("" if downstream_scores == "matched" else "_balanced")
-                 + ("" if guidance is None else f"_g{guidance:g}") + ("" if downstream else "_nodownstream")
+                 + sampler_tag(given) + ("" if downstream else "_nodownstream")
                  + ("" if downstream_seeds == 1 or not downstream else f"_a{downstream_seeds}")
                  + ("" if sg is None else f"_sg{sg:g}"))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
     else:
-        sampler = None if guidance is None else SamplerOptions(guidance=guidance)
+        sampler = SamplerOptions(**given) if given else None
         res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,
                            downstream_scores=downstream_scores, sampler=sampler, downstream=downstream,
                            downstream_seeds=downstream_seeds, downstream_score_guidance=sg)
@@ -161,6 +174,10 @@ def main():
                     help="scores of the downstream study's generated data (see `rehabgen evaluate --help`)")
     ap.add_argument("--guidance", type=float, default=None,
                     help="sample the diffusion runs at this classifier-free guidance [default: the model's]")
+    ap.add_argument("--drift-guidance", type=float, default=None,
+                    help="guidance below 0.1 Hz for the diffusion runs [default: the model's]")
+    ap.add_argument("--repetition-guidance", type=float, default=None,
+                    help="guidance at 0.1-0.5 Hz for the diffusion runs [default: the model's]")
     ap.add_argument("--no-downstream", action="store_true", help="skip the downstream study (faster)")
     ap.add_argument("--downstream-seeds", type=int, default=1,
                     help="assessor initialisations per fold and condition (reports go to report..._aN)")
@@ -168,6 +185,7 @@ def main():
                     help="score guidance of the diffusion runs' downstream generated data (reports go to report..._sgS)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    options = {k: getattr(a, k) for k in SAMPLER_TAGS}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
@@ -176,7 +194,7 @@ def main():
         seeds = dict(x.split("=", 1) for x in a.seeds_of).get(fam, seeds)
         for seed in (int(s) for s in seeds.split(",")):
             results.setdefault(fam, []).append(run_one(a.data, fam, seed, a.steps, out, a.test_data, a.repeats,
-                                                       a.folds, a.downstream_scores, a.guidance,
+                                                       a.folds, a.downstream_scores, options,
                                                        not a.no_downstream, a.downstream_seeds,
                                                        a.downstream_score_guidance))
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
@@ -185,12 +203,12 @@ def main():
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
             f"downstream generated data: {a.downstream_scores} scores, {a.downstream_seeds} assessor seed(s)"
             f"{'' if a.downstream_score_guidance is None else f', score guidance {a.downstream_score_guidance:g}'}; "
-            f"{'' if a.guidance is None else f'diffusion guidance {a.guidance:g}; '}"
-            f"training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
+            + "".join(f"diffusion {k.replace('_', ' ')} {v:g}; " for k, v in options.items() if v is not None)
+            + "training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
                                                    for f, rs in results.items()))
     md = "\n\n".join([head, table(results), kinematics_lines(results)])
     print(md)
-    tag = (("" if a.downstream_scores == "matched" else "_balanced") + ("" if a.guidance is None else f"_g{a.guidance:g}")
+    tag = (("" if a.downstream_scores == "matched" else "_balanced") + sampler_tag(options)
            + ("" if a.downstream_seeds == 1 else f"_a{a.downstream_seeds}")
            + ("" if a.downstream_score_guidance is None else f"_sg{a.downstream_score_guidance:g}"))
     (out / f"table{tag}.md").write_text(md + "\n")

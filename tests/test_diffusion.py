@@ -205,6 +205,73 @@ def test_score_guidance_scales_only_the_scores_own_effect():
     assert torch.all(g(stub, x, t, ex, torch.full((2,), float("nan")), None, 2.0, 5.0) == 7)  # no score: no term
 
 
+def test_band_guidance_scales_each_frequency_band_of_the_guided_difference():
+    """Known answer: c - u is a constant plus one DCT cosine in each band (drift < 0.1 Hz,
+    repetitions 0.1-0.5 Hz, fast above). Guidance per band gives u + g*const + g_drift*drift +
+    g_rep*rep + g*fast; one scale for all bands is exactly the classic u + g (c - u); the score's
+    own term (a separate score scale) is not band-scaled."""
+    from rehabgen.metrics.plausibility import BANDS
+    from rehabgen.models.diffusion import DRIFT_HZ, REPETITION_HZ, DiffusionModel, _dct_matrix, band_scales
+
+    assert (DRIFT_HZ, REPETITION_HZ) == (BANDS[0][2], BANDS[1][2])  # the bands the metrics report
+    T, fps = 80, 5.0  # coefficient k is k * 5 / 160 Hz: 1-3 drift, 4-15 repetitions, 16+ fast
+    C = _dct_matrix(T)
+    torch.testing.assert_close(C @ C.T, torch.eye(T), atol=1e-5, rtol=0)  # orthonormal
+    const, drift, rep, fast = torch.ones(T), C[2] * 3, C[8] * 2, C[30]
+    u = torch.linspace(-1, 1, T)
+
+    def stub(x, t, ex, sc, pad=None, drop_ex=None, drop_sc=None, text=None, drop_text=None):
+        cond = (~drop_ex).float()[:, None, None]  # 1 for the conditional branch, 0 unconditional
+        score = (~drop_sc).float()[:, None, None]
+        out = u[None, :, None] + cond * (const + drift + rep + fast)[None, :, None] + score * 0.5
+        return out.expand(x.shape[0], T, 2)
+
+    x, t = torch.zeros(2, T, 2), torch.zeros(2, dtype=torch.long)
+    ex, sc = torch.zeros(2, dtype=torch.long), torch.tensor([0.5, 0.7])
+    g = DiffusionModel._guided
+    s = band_scales(T, fps, 1.75, 1.0, 2.5)
+    assert s[0] == 1.75 and torch.all(s[1:4] == 1.0) and torch.all(s[4:16] == 2.5) and torch.all(s[16:] == 1.75)
+    want = u + 1.75 * (const + 0.5) + 1.0 * drift + 2.5 * rep + 1.75 * fast  # the score shifts the mean only
+    torch.testing.assert_close(g(stub, x, t, ex, sc, None, 1.75, None, s)[0, :, 0], want, atol=1e-5, rtol=0)
+    # a separate score scale: the score's own term (+0.5, constant) at 4, the rest per band
+    want_sg = u + 1.75 * const + 1.0 * drift + 2.5 * rep + 1.75 * fast + 4 * 0.5
+    torch.testing.assert_close(g(stub, x, t, ex, sc, None, 1.75, 4.0, s)[0, :, 0], want_sg, atol=1e-5, rtol=0)
+    # one scale everywhere: no band scales at all, the classic combination
+    assert band_scales(T, fps, 1.75, None, 1.75) is None and band_scales(T, fps, 2.0, 2.0, None) is None
+    classic = u + 1.75 * (const + drift + rep + fast + 0.5)
+    torch.testing.assert_close(g(stub, x, t, ex, sc, None, 1.75)[0, :, 0], classic, atol=1e-5, rtol=0)
+    uniform = torch.full((T,), 1.75)
+    torch.testing.assert_close(g(stub, x, t, ex, sc, None, 1.75, None, uniform)[0, :, 0], classic, atol=1e-5, rtol=0)
+
+
+def test_models_saved_before_band_guidance_keep_one_scale(tmp_path):
+    """A checkpoint without the band keys samples as before (one scale); a new model has the
+    measured defaults, and each band option changes the samples."""
+    import json
+
+    from rehabgen.models import GenerativeModel
+
+    ds = toy_dataset(n=8)
+    M = get_family("diffusion")
+    model, _ = M.from_dataset(ds, PCFG, max_len=16, **SMALL)
+    assert (model.hparams["drift_guidance"], model.hparams["repetition_guidance"]) == (1.0, None)
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["hparams"]["drift_guidance"], meta["hparams"]["repetition_guidance"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    old = GenerativeModel.load(tmp_path / "m")
+    assert (old.hparams["drift_guidance"], old.hparams["repetition_guidance"]) == (None, None)
+    opts = SamplerOptions(steps=3)
+    g = model.hparams["guidance"]
+    one = model.sample("Es1", 30.0, length=16, n=2, seed=0, options=SamplerOptions(steps=3, drift_guidance=g))
+    np.testing.assert_array_equal(old.sample("Es1", 30.0, length=16, n=2, seed=0, options=opts), one)
+    # 16 frames at 15 fps: coefficient 1 (0.47 Hz) is the repetition band
+    rep = model.sample("Es1", 30.0, length=16, n=2, seed=0, options=SamplerOptions(steps=3, repetition_guidance=4.0))
+    assert np.abs(rep - one).max() > 1e-4
+    with pytest.raises(ModelError, match="no sampler option"):
+        get_family("gan")(model.spec).check_options(SamplerOptions(repetition_guidance=2.0))
+
+
 def test_v_prediction_round_trip_and_training():
     """x0 = a x_t - s v with v = a eps - s x0: the conversion the sampler uses is exact; a
     v-prediction model (with snr-capped weights and the acceleration loss) trains and samples."""

@@ -328,3 +328,9 @@ def test_downstream_score_guidance_applies_to_the_study_data_only(tiny_run, tmp_
     assert m["downstream"]["sampler"] == {"steps": 2, "guidance": 1.5, "score_guidance": 3.0}
     assert json.loads((out / "config.json").read_text())["downstream_score_guidance"] == 3.0
     assert "Generated data sampled at score guidance 3 (`--downstream-score-guidance`" in (out / "report.md").read_text()
+    # the evaluation's own settings, resolved: given ones, else the model's (None: = guidance)
+    sampler = m["sampler"]
+    assert (sampler["steps"], sampler["guidance"], sampler["score_guidance"]) == (2, 1.5, None)
+    assert sampler["drift_guidance"] == 1.0 and sampler["repetition_guidance"] is None and sampler["sampler"] == "dpm"
+    assert ("Sampled with sampler dpm, steps 2, guidance 1.5, score guidance = guidance, drift guidance 1.0, "
+            "repetition guidance = guidance.") in (out / "report.md").read_text()

@@ -127,6 +127,8 @@ def test_hyper_parameters_that_cannot_build_a_model_are_one_line(data, tmp_path)
     (["--score", "nan"], ["--score", "finite"]),
     (["--guidance", "-1"], ["--guidance", "[0, 10]"]),
     (["--score-guidance", "11"], ["--score-guidance", "[0, 10]"]),
+    (["--drift-guidance", "-0.5"], ["--drift-guidance", "[0, 10]"]),
+    (["--repetition-guidance", "inf"], ["--repetition-guidance", "[0, 10]"]),
     (["--length", "1"], ["--length"]),
 ])
 def test_bad_sample_input_is_one_line(run_dir, tmp_path, args, needles):
@@ -151,15 +153,19 @@ def test_sample_records_the_steps_it_ran(run_dir, tmp_path):
     assert r.exit_code == 0, r.output
     rec = json.loads((tmp_path / "s.json").read_text())
     assert rec["steps"] == 2 and rec["score_guidance"] is None  # the model's: none of its own (= guidance)
-    for name, extra in (("a", []), ("g", ["--score-guidance", 4])):
-        r = cli("sample", run_dir, "--exercise", "Es1", "--n", 1, "--steps", 2, "--score", 30, *extra,
+    assert (rec["drift_guidance"], rec["repetition_guidance"]) == (1.0, None)  # a new model's band defaults
+    for name, extra in (("a", []), ("g", ["--score-guidance", 4]), ("b", ["--repetition-guidance", 3])):
+        # 24 frames at 15 fps: DCT coefficient 1 is 0.31 Hz, in the repetition band
+        r = cli("sample", run_dir, "--exercise", "Es1", "--n", 1, "--steps", 2, "--score", 30, "--length", 24, *extra,
                 "--out", tmp_path / f"{name}.npz")
         assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "g.json").read_text())["score_guidance"] == 4
     from rehabgen.samples import load_samples
 
-    a, g = (load_samples(tmp_path / f"{k}.npz")["positions"] for k in "ag")
+    a, g, b = (load_samples(tmp_path / f"{k}.npz")["positions"] for k in "agb")
     assert a.shape == g.shape and not np.allclose(a, g)  # the same seed: score guidance changed the samples
+    assert json.loads((tmp_path / "b.json").read_text())["repetition_guidance"] == 3
+    assert not np.allclose(a, b)  # and so did the repetition band's scale
 
 
 def test_bad_evaluate_guidance_is_one_line(run_dir, data, tmp_path):

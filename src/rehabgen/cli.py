@@ -701,7 +701,7 @@ def _samples_out_config(run_dir, model, **kw) -> dict:
     filled in), so the file says how it was made."""
     from rehabgen.runs import versions
 
-    resolved = {k: model.hparams[k] for k in ("sampler", "steps", "guidance", "score_guidance")
+    resolved = {k: model.hparams[k] for k in model.capabilities.options
                 if model.capabilities.sampler and k in model.hparams}
     return {"run": str(run_dir), "family": model.family, "model_step": model.step, **resolved,
             **{k: v for k, v in kw.items() if v is not None or k not in resolved}, "versions": versions()}
@@ -712,11 +712,20 @@ SCORE_GUIDANCE_HELP = (f"A separate guidance scale for the score's own effect, {
                        "[default: the model's, i.e. --guidance].")
 
 
-def _sampler_checks(score: float | None, guidance: float | None, score_guidance: float | None = None) -> None:
+DRIFT_GUIDANCE_HELP = ("Guidance scale for motion slower than 0.1 Hz (slow drift of the posture over the window), "
+                       f"{GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's; 1 for models trained since it existed].")
+REPETITION_GUIDANCE_HELP = ("Guidance scale for motion at 0.1-0.5 Hz (the exercise's repetitions), "
+                            f"{GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's, i.e. --guidance; 2.5 suits KIMORE patients].")
+
+
+def _sampler_checks(score: float | None, guidance: float | None, score_guidance: float | None = None,
+                    drift_guidance: float | None = None, repetition_guidance: float | None = None) -> None:
     if score is not None and not math.isfinite(score):
         fail(f"--score must be a finite number within the model's score range, got {score}")
     _number(guidance, "--guidance", *GUIDANCE)
     _number(score_guidance, "--score-guidance", *GUIDANCE)
+    _number(drift_guidance, "--drift-guidance", *GUIDANCE)
+    _number(repetition_guidance, "--repetition-guidance", *GUIDANCE)
 
 
 @app.command("sample")
@@ -730,6 +739,8 @@ def sample_cmd(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help=f"Classifier-free guidance scale, {GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's]."),
     score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=SCORE_GUIDANCE_HELP),
+    drift_guidance: Optional[float] = typer.Option(None, "--drift-guidance", help=DRIFT_GUIDANCE_HELP),
+    repetition_guidance: Optional[float] = typer.Option(None, "--repetition-guidance", help=REPETITION_GUIDANCE_HELP),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
@@ -744,11 +755,12 @@ def sample_cmd(
     from rehabgen.runs import load_model, write_json
     from rehabgen.samples import pad_sequences, save_samples
 
-    _sampler_checks(score, guidance, score_guidance)
+    _sampler_checks(score, guidance, score_guidance, drift_guidance, repetition_guidance)
     _check_out_file(out, force)
     _threads(threads)
     dev = _device(device, precision)
-    options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance, score_guidance=score_guidance)
+    options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance, score_guidance=score_guidance,
+                             drift_guidance=drift_guidance, repetition_guidance=repetition_guidance)
     try:
         model = load_model(run_dir, dev, precision)
         names = list(model.spec.exercises) if exercise == "all" else [e.strip() for e in exercise.split(",")]
@@ -991,6 +1003,8 @@ def evaluate_cmd(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale [default: the model's]."),
     score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=SCORE_GUIDANCE_HELP),
+    drift_guidance: Optional[float] = typer.Option(None, "--drift-guidance", help=DRIFT_GUIDANCE_HELP),
+    repetition_guidance: Optional[float] = typer.Option(None, "--repetition-guidance", help=REPETITION_GUIDANCE_HELP),
     downstream_score_guidance: Optional[float] = typer.Option(
         None, "--downstream-score-guidance",
         help="Score guidance for the downstream study's generated training data only (a stronger score effect "
@@ -1010,7 +1024,7 @@ def evaluate_cmd(
     from rehabgen.models import ModelError, SamplerOptions
     from rehabgen.report import metrics_table
 
-    _sampler_checks(None, guidance, score_guidance)
+    _sampler_checks(None, guidance, score_guidance, drift_guidance, repetition_guidance)
     _number(downstream_score_guidance, "--downstream-score-guidance", *GUIDANCE)
     if downstream_scores not in ("matched", "balanced"):
         fail(f"--downstream-scores must be 'matched' or 'balanced', got {downstream_scores!r}")
@@ -1032,7 +1046,9 @@ def evaluate_cmd(
     try:
         res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
                            steps=steps, test_data=test_data, downstream_scores=downstream_scores,
-                           sampler=SamplerOptions(sampler=sampler, guidance=guidance, score_guidance=score_guidance),
+                           sampler=SamplerOptions(sampler=sampler, guidance=guidance, score_guidance=score_guidance,
+                                                  drift_guidance=drift_guidance,
+                                                  repetition_guidance=repetition_guidance),
                            device=dev, precision=precision, log_with=log_with, downstream_seeds=downstream_seeds,
                            downstream_score_guidance=downstream_score_guidance)
     except (DataError, ModelError) as e:

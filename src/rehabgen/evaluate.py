@@ -320,7 +320,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         "test_subjects": test_ds.subjects, "test_subjects_also_in_training": shared,
         "evaluator": ev_report, "metrics": metrics, "kinematics": kinematics,
         "kinematic_reference": kin_reference, "real_group_bands": group_bands, "text": text_checks,
-        "downstream": study, "protocol": __doc__.strip(), "seconds": round(time.time() - t0, 1),
+        "downstream": study, "protocol": __doc__.strip(),
+        # what the samples were made with: the options given, else the model's own (None: none of its own)
+        "sampler": None if options is None else {k: options.given().get(k, model.hparams.get(k))
+                                                 for k in model.capabilities.options}, "seconds": round(time.time() - t0, 1),
         "versions": versions(),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -368,6 +368,9 @@ def write_report(out: str | Path, result: EvaluationResult) -> Path:
           f"Data: `{r['data']}` — {r['n_train_sequences']} training sequences; {r['n_test_sequences']} test "
           f"sequences ({test}); {r['n_generated_per_repeat']} generated per repeat, {r['repeats']} repeats, seed "
           f"{r['seed']}.", ""]
+    if r.get("sampler"):
+        md += ["Sampled with " + ", ".join(f"{k.replace('_', ' ')} {'= guidance' if v is None else v}"
+                                           for k, v in r["sampler"].items()) + ".", ""]
     t = r.get("training") or {}
     if t.get("stopped_early"):
         md += [f"**Warning: training ended short of its plan: step {t['steps']} of {t['planned_steps']} "

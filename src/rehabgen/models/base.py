@@ -43,6 +43,9 @@ class GenerativeModel:
     defaults: ClassVar[dict] = {}
     choices: ClassVar[dict[str, tuple]] = {}  # hyper-parameters that take one of a few values
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # hyper-parameters added after models were saved, with the value that reproduces those
+    # models' behaviour (a checkpoint without the key loads with this, not the new default)
+    absent_before: ClassVar[dict] = {}
 
     def __init__(self, spec: DataSpec, **hparams):
         unknown = set(hparams) - set(self.defaults) - set(COMMON_HPARAMS)
@@ -255,7 +258,7 @@ class GenerativeModel:
         family = get_family(meta["family"]) if cls is GenerativeModel else cls
         if family.family != meta["family"]:
             raise ModelError(f"{path}: holds a {meta['family']!r} model, not {family.family!r}")
-        model = family(DataSpec.from_dict(meta["spec"]), **meta["hparams"])
+        model = family(DataSpec.from_dict(meta["spec"]), **{**family.absent_before, **meta["hparams"]})
         model.load_tensors(tensors, source=str(path))
         model.step = int(meta.get("step", 0))
         for net in model.nets.values():

@@ -70,7 +70,8 @@ def _branches(model: GenerativeModel) -> int:
     h = model.hparams
     if h["score_guidance"] is not None and h["score_guidance"] != h["guidance"]:
         return 3
-    return 1 if float(h["guidance"]) == 1.0 else 2
+    plain = float(h["guidance"]) == 1.0 and all(h.get(k) in (None, 1.0) for k in ("drift_guidance", "repetition_guidance"))
+    return 1 if plain else 2
 
 
 def _conditions(model: GenerativeModel, arrays: TrainArrays, B: int, rng: np.random.Generator):
@@ -165,6 +166,7 @@ def distill(teacher: GenerativeModel, arrays: TrainArrays, student_steps: int = 
     t_pool = time.time() - t0
 
     hp = {**teacher.hparams, "sampler": "distilled", "steps": K, "guidance": 1.0, "score_guidance": None,
+          "drift_guidance": None, "repetition_guidance": None,
           "student_timesteps": jumps, "dropout": 0.0}
     student = type(teacher)(teacher.spec, **hp)
     with teacher.inference():  # the teacher's sampling weights (its averaged ones)

@@ -31,6 +31,8 @@ class SamplerOptions:
     steps: int | None = None  # solver steps (network evaluations, x2/x3 with guidance)
     guidance: float | None = None  # classifier-free guidance scale on all conditions
     score_guidance: float | None = None  # a separate scale for the score's own effect
+    drift_guidance: float | None = None  # guidance for motion slower than 0.1 Hz (the window's drift)
+    repetition_guidance: float | None = None  # guidance for motion at 0.1-0.5 Hz (the repetitions)
     temperature: float | None = None  # latent scale of one-pass families (0: the mean sample)
 
     def given(self) -> dict:
