@@ -370,10 +370,8 @@ class DiffusionModel(GenerativeModel):
         gs = None if gs is None else float(gs)
         drift, rep = (h[k] if getattr(options, k) is None else getattr(options, k)
                       for k in ("drift_guidance", "repetition_guidance"))
-
-        def bands(T: int):
-            return band_scales(T, self.spec.fps, g, drift, rep)
-
+        spans = [(0, length)] if segments is None else segments
+        bands = [band_scales(b - a, self.spec.fps, g, drift, rep) for a, b in spans]  # guidance per frequency
         sched = self.scheduler(options)
         n, D, dev = exercise.shape[-1], self.spec.dim, exercise.device
         x = torch.randn((n, length, D), generator=generator).to(dev)  # CPU generator: the same noise on every device
@@ -384,10 +382,10 @@ class DiffusionModel(GenerativeModel):
                 trace.append(x)
             tt = torch.full((n,), int(t), dtype=torch.long, device=dev)
             if segments is None:
-                out = self._guided(net, x, tt, exercise, score, text, g, gs, bands(length))
+                out = self._guided(net, x, tt, exercise, score, text, g, gs, bands[0])
             else:
                 out = torch.cat([self._guided(net, x[:, a:b], tt, exercise[i], score[i],
-                                                 None if text is None else text[i], g, gs, bands(b - a))
+                                                 None if text is None else text[i], g, gs, bands[i])
                                  for i, (a, b) in enumerate(segments)], 1)
             # the solver runs in fp32 whatever the network's precision; guidance is linear: the same in x0 or v
             x0 = self._to_x0(out.float(), x, *self._alpha_sigma(tt, x))
