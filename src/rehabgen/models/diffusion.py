@@ -1,8 +1,9 @@
-"""Conditional motion diffusion (MDM-style): a transformer predicts the clean motion x0.
+"""Conditional motion diffusion (MDM-style): a transformer predicts v (or the clean motion x0).
 
 The noise schedule and the samplers are Hugging Face diffusers schedulers, kept apart from
 the network: training uses DDPM's forward process; sampling can use DDPM, DDIM or
-DPM-Solver++ with any number of steps, with classifier-free guidance on exercise and score.
+DPM-Solver++ with any number of steps, with classifier-free guidance on exercise and score,
+applied per frequency band of the motion over time (`band_scales`).
 """
 
 from __future__ import annotations
