@@ -701,8 +701,7 @@ def _samples_out_config(run_dir, model, **kw) -> dict:
     filled in), so the file says how it was made."""
     from rehabgen.runs import versions
 
-    resolved = {k: model.hparams[k] for k in model.capabilities.options
-                if model.capabilities.sampler and k in model.hparams}
+    resolved = model.sampler_settings() if model.capabilities.sampler else {}
     return {"run": str(run_dir), "family": model.family, "model_step": model.step, **resolved,
             **{k: v for k, v in kw.items() if v is not None or k not in resolved}, "versions": versions()}
 

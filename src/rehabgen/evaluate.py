@@ -78,15 +78,6 @@ def sampler_options(model, steps: int | None = None, sampler: SamplerOptions | N
     return replace(base, steps=steps) if steps else base
 
 
-def resolved_options(model, options: SamplerOptions | None) -> dict | None:
-    """What samples are made with: each option given, else the model's own (None there: the
-    model has none of its own, e.g. score guidance = guidance); None without a sampler."""
-    if options is None:
-        return None
-    given = options.given()
-    return {k: given.get(k, model.hparams.get(k)) for k in model.capabilities.options}
-
-
 def generate_for(model, exercises: list[str], scores: np.ndarray, seed: int, options: SamplerOptions | None = None,
                  length: int | None = None) -> list[np.ndarray]:
     """One sample (T_e, J, 3) per (exercise, score), at `length` frames or each exercise's typical length."""
@@ -329,7 +320,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         "test_subjects": test_ds.subjects, "test_subjects_also_in_training": shared,
         "evaluator": ev_report, "metrics": metrics, "kinematics": kinematics,
         "kinematic_reference": kin_reference, "real_group_bands": group_bands, "text": text_checks,
-        "downstream": study, "protocol": __doc__.strip(), "sampler": resolved_options(model, options),
+        "downstream": study, "protocol": __doc__.strip(),
+        "sampler": None if options is None else model.sampler_settings(options),  # what the samples were made with
         "seconds": round(time.time() - t0, 1), "versions": versions(),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -149,6 +149,12 @@ class GenerativeModel:
         return prepare_data(ds, self.spec.preprocess, self.spec.max_len, self.spec.score_name, self.spec.normalizer,
                             self.spec.text_encoder, augment=self.hparams["augment"] if augment is None else augment)[1]
 
+    def sampler_settings(self, options: SamplerOptions | None = None) -> dict:
+        """What sampling with `options` uses: each option given, else the model's own (None there:
+        the model has none of its own, e.g. score guidance = guidance)."""
+        given = (options or SamplerOptions()).given()
+        return {k: given.get(k, self.hparams.get(k)) for k in self.capabilities.options}
+
     def check_options(self, options: SamplerOptions | None) -> SamplerOptions:
         """The options, or an error naming those this family doesn't have."""
         options = options or SamplerOptions()
