@@ -174,6 +174,20 @@ def test_bad_evaluate_guidance_is_one_line(run_dir, data, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_evaluate_refuses_sampler_options_the_family_lacks(data, tmp_path):
+    """A GAN has no guidance or solver steps: `evaluate` says so, as `sample` does, instead of
+    silently evaluating at the model's own settings; nothing is written."""
+    run = tmp_path / "gan"
+    r = cli("train", "--data", data, "--out", run, "--model", "gan", "--steps", 2, "--max-len", 24, "--fps", 15,
+            "--set", "d_model=16", "--set", "n_layers=1", "--set", "ff=32", "--set", "n_heads=2")
+    assert r.exit_code == 0, r.output
+    for opt, value in (("--guidance", 2), ("--steps", 5), ("--repetition-guidance", 2.5), ("--sampler", "ddim")):
+        name = opt.lstrip("-").replace("-", "_")
+        one_error_line(cli("evaluate", run, "--data", data, "--out", tmp_path / "r", "--no-downstream", opt, value),
+                       f"the gan family has no sampler option(s) ['{name}']")
+    assert not (tmp_path / "r").exists()
+
+
 def test_ctrl_c_outside_training_is_one_line(monkeypatch, tmp_path):
     def interrupted(*a, **k):
         raise KeyboardInterrupt

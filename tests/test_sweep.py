@@ -156,7 +156,10 @@ def test_grid_jobs_names_and_command_lines(data, tmp_path):
                  '--set sampler="ddim"', "--threads 2"):
         assert part in s, (part, s)
     assert ev[:2] == ["evaluate", str(Path(j["dir"]) / "run")] and "--no-downstream" in ev and "--force" in ev
-    assert "sampler" not in " ".join(next(x for x in plan.jobs if x["values"]["family"] == "vae")["train_args"])
+    vae = next(x for x in plan.jobs if x["values"]["family"] == "vae")
+    assert "sampler" not in " ".join(vae["train_args"])
+    # [evaluate] steps = 2: the diffusion runs' solver steps; the VAE has none and is not given them
+    assert "--steps 2" in " ".join(ev) and "--steps" not in vae["evaluate_args"]
 
 
 def test_dry_run_lists_jobs_and_commands_and_writes_nothing(data, tmp_path):

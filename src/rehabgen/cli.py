@@ -558,7 +558,7 @@ def train_cmd(
     if lr is not None:
         hp["lr"] = lr
     if resume and data is not None:
-        recorded = _run_data(out)
+        recorded = _run_record(out, "data")
         if recorded is not None and Path(recorded) != data.resolve():
             fail(f"--data {data} is not the folder this run was trained on ({recorded}); a resumed run keeps its "
                  "data: drop --data, or start a new run with another --out")
@@ -621,10 +621,11 @@ def _family(name: str):
         fail(f"--model: {e}")
 
 
-def _run_data(run_dir: Path) -> str | None:
-    """The data folder recorded in a run's config.json (resolved), None when there is none."""
+def _run_record(run_dir: Path, key: str) -> str | None:
+    """A value recorded in a run's config.json (`data`: the resolved data folder, `model`: the
+    family), None when there is none."""
     try:
-        return json.loads((run_dir / "config.json").read_text()).get("data")
+        return json.loads((run_dir / "config.json").read_text()).get(key)
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -1020,7 +1021,7 @@ def evaluate_cmd(
     """Fidelity, diversity, plausibility and downstream utility, each next to its real reference."""
     from rehabgen.data import DataError
     from rehabgen.evaluate import evaluate_run
-    from rehabgen.models import ModelError, SamplerOptions
+    from rehabgen.models import ModelError, SamplerOptions, get_family
     from rehabgen.report import metrics_table
 
     _sampler_checks(None, guidance, score_guidance, drift_guidance, repetition_guidance)
@@ -1035,8 +1036,16 @@ def evaluate_cmd(
             check_tracker(log_with)
         except ConfigError as e:
             fail(str(e))
+    given = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance, score_guidance=score_guidance,
+                           drift_guidance=drift_guidance, repetition_guidance=repetition_guidance)
+    family = _run_record(run_dir, "model")
+    if family is not None:  # before any work: a GAN has no guidance to set (`evaluate_run` checks again)
+        try:
+            get_family(family).check_options(given)
+        except ModelError as e:
+            fail(str(e))
     _check_out_dir(out, force, "files (a report?)")
-    recorded = _run_data(run_dir)
+    recorded = _run_record(run_dir, "data")
     if recorded is not None and Path(recorded) != data.resolve():
         warn(f"--data {data} is not the folder this run was trained on ({recorded}): the run's train/test split "
              "is applied by subject name, so 'held-out' subjects may not be held out")
@@ -1045,9 +1054,7 @@ def evaluate_cmd(
     try:
         res = evaluate_run(run_dir, data, out, n=n, seed=seed, repeats=repeats, downstream=downstream, folds=folds,
                            steps=steps, test_data=test_data, downstream_scores=downstream_scores,
-                           sampler=SamplerOptions(sampler=sampler, guidance=guidance, score_guidance=score_guidance,
-                                                  drift_guidance=drift_guidance,
-                                                  repetition_guidance=repetition_guidance),
+                           sampler=given,
                            device=dev, precision=precision, log_with=log_with, downstream_seeds=downstream_seeds,
                            downstream_score_guidance=downstream_score_guidance)
     except (DataError, ModelError) as e:

@@ -250,9 +250,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     shared = sorted(set(train_ds.subjects) & set(test_ds.subjects))
     score_name, spec = model.spec.score_name, model.spec
     exercises = list(spec.exercises)
+    # an option this family lacks (GAN/VAE: any sampler option, --steps too) is an error, as in `sample`
+    model.check_options(replace(sampler or SamplerOptions(), **({"steps": steps} if steps else {})))
     options = sampler_options(model, steps, sampler)
-    if options is not None:
-        model.check_options(options)
     ds_options = options
     if downstream and downstream_score_guidance is not None:
         ds_options = model.check_options(replace(options or SamplerOptions(), score_guidance=downstream_score_guidance))

@@ -70,6 +70,8 @@ EVALUATE_KEYS = {
     "downstream_score_guidance": ("--downstream-score-guidance", "number", 0.0),
     "steps": ("--steps", "int", 1), "seed": ("--seed", "int", 0), "test_data": ("--test-data", "path", None),
 }
+# [evaluate] keys that set a sampler option (`SamplerOptions` field): given only to the families that have it
+EVALUATE_SAMPLER_KEYS = {"steps": "steps", "downstream_score_guidance": "score_guidance"}
 SWEEP_OUTPUTS = ("jobs", "slurm", "sweep.json", "table.md")  # what --force deletes, nothing else
 
 
@@ -306,6 +308,12 @@ def _data_labels(data: list[str]) -> dict[str, str]:
     return {d: _label(d) for d in data}
 
 
+def _sampler_options(family: str) -> tuple[str, ...]:
+    from rehabgen.models import get_family
+
+    return get_family(family).capabilities.options
+
+
 def expand(plan: Plan) -> list[dict]:
     """One job per grid point: data x family x seed x fold x every [set] axis of that family.
     A job's folder name is made of its grid values (fixed values are left out), so the same
@@ -346,6 +354,8 @@ def expand(plan: Plan) -> list[dict]:
             evaluate = []
             for k, v in plan.evaluate.items():
                 opt = EVALUATE_KEYS[k][0]
+                if k in EVALUATE_SAMPLER_KEYS and EVALUATE_SAMPLER_KEYS[k] not in _sampler_options(fam):
+                    continue  # e.g. [evaluate] steps: the diffusion runs' solver steps; a GAN has none
                 if k == "downstream":
                     evaluate.append("--downstream" if v else "--no-downstream")
                 else:

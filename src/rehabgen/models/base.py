@@ -155,13 +155,15 @@ class GenerativeModel:
         given = (options or SamplerOptions()).given()
         return {k: given.get(k, self.hparams.get(k)) for k in self.capabilities.options}
 
-    def check_options(self, options: SamplerOptions | None) -> SamplerOptions:
-        """The options, or an error naming those this family doesn't have."""
+    @classmethod
+    def check_options(cls, options: SamplerOptions | None) -> SamplerOptions:
+        """The options, or an error naming those this family doesn't have (a class method: the
+        CLI checks before loading anything)."""
         options = options or SamplerOptions()
-        bad = sorted(set(options.given()) - set(self.capabilities.options))
+        bad = sorted(set(options.given()) - set(cls.capabilities.options))
         if bad:
-            raise ModelError(f"the {self.family} family has no sampler option(s) {bad}; it takes "
-                             f"{list(self.capabilities.options) or 'none'}")
+            raise ModelError(f"the {cls.family} family has no sampler option(s) {bad}; it takes "
+                             f"{list(cls.capabilities.options) or 'none'}")
         return options
 
     def exercise_index(self, exercise, n: int) -> torch.Tensor:
