@@ -71,11 +71,11 @@ def model_space_real(model, ds: Dataset) -> list[np.ndarray]:
 
 def sampler_options(model, steps: int | None = None, sampler: SamplerOptions | None = None) -> SamplerOptions | None:
     """The options evaluation samples with: `sampler` (any field) with `steps` on top; None for
-    families without an iterative sampler."""
-    if not model.capabilities.sampler:
-        return None
+    families without an iterative sampler. An option the family lacks (GAN/VAE: any sampler
+    option, `steps` too) is an error, as in `sample`, not dropped."""
     base = sampler or SamplerOptions()
-    return replace(base, steps=steps) if steps else base
+    options = model.check_options(replace(base, steps=steps) if steps else base)
+    return options if model.capabilities.sampler else None
 
 
 def generate_for(model, exercises: list[str], scores: np.ndarray, seed: int, options: SamplerOptions | None = None,
@@ -250,8 +250,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     shared = sorted(set(train_ds.subjects) & set(test_ds.subjects))
     score_name, spec = model.spec.score_name, model.spec
     exercises = list(spec.exercises)
-    # an option this family lacks (GAN/VAE: any sampler option, --steps too) is an error, as in `sample`
-    model.check_options(replace(sampler or SamplerOptions(), **({"steps": steps} if steps else {})))
     options = sampler_options(model, steps, sampler)
     ds_options = options
     if downstream and downstream_score_guidance is not None:
