@@ -78,7 +78,7 @@ def test_help_keeps_brackets_and_defaults():
     assert "[default: 3000, or the run's on --resume]" in h and "rehabgen[text]" in h
     assert "--threads" in h and "--force" in h
     assert "[default: one per held-out sequence]" in help_of("evaluate")
-    assert "[default: 1000; x>=1]" in help_of("demo")
+    assert "[default: 2000; x>=1]" in help_of("demo")
     assert cli("--version").output.strip() == "rehabgen 0.1.0"
 
 
