@@ -13,9 +13,11 @@ held-out subjects. `--guidance G` samples the diffusion runs at another classifi
 `--drift-guidance D` / `--repetition-guidance R` at other scales for the slow and the repetition
 band (`report_dgD`, `report_rgR`; `--drift-guidance 1.75 --repetition-guidance 1.75 --guidance
 1.75` is the one-scale guidance of models trained before band guidance existed);
-`--downstream-score-guidance S` samples the downstream study's generated data of the diffusion
-runs at score guidance S (reports go to `report..._sgS`); `--no-downstream` skips the downstream
-study. Prints Markdown; writes `results.json` and `table.md` into --out.
+The downstream study's generated data is made as `rehabgen evaluate` makes it by default (the
+family's settings: for diffusion balanced scores, score guidance 4, repetition guidance 2.5);
+`--downstream-scores matched|balanced` (reports go to `report_matched` / `report_balanced`),
+`--downstream-score-guidance S` and `--downstream-repetition-guidance R` (`report..._sgS`,
+`report..._drgR`) override it; `--no-downstream` skips the downstream study. Prints Markdown; writes `results.json` and `table.md` into --out.
 """
 
 from __future__ import annotations
@@ -46,9 +48,15 @@ def sampler_tag(options: dict) -> str:
     return "".join(f"_{SAMPLER_TAGS[k]}{v:g}" for k, v in options.items() if v is not None)
 
 
+def scores_tag(downstream_scores: str | None) -> str:
+    """`_matched` / `_balanced` where the study's scores were set, "" for the family's default."""
+    return "" if downstream_scores is None else f"_{downstream_scores}"
+
+
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
-            folds: int, downstream_scores: str = "matched", sampler_options: dict | None = None,
-            downstream: bool = True, downstream_seeds: int = 1, downstream_score_guidance: float | None = None) -> dict:
+            folds: int, downstream_scores: str | None = None, sampler_options: dict | None = None,
+            downstream: bool = True, downstream_seeds: int = 1, downstream_score_guidance: float | None = None,
+            downstream_repetition_guidance: float | None = None) -> dict:
     run = out / f"{family}_s{seed}"
     if not (run / "model" / "model.json").is_file():
         resume = (run / "checkpoint").is_dir()
@@ -57,17 +65,19 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
     given = {k: v for k, v in (sampler_options or {}).items() if v is not None}
     given = given if family == "diffusion" else {}  # the other families have no guidance
     sg = downstream_score_guidance if family == "diffusion" and downstream else None
-    rep = run / (("report_test" if test_data else "report") + ("" if downstream_scores == "matched" else "_balanced")
+    drg = downstream_repetition_guidance if family == "diffusion" and downstream else None
+    rep = run / (("report_test" if test_data else "report") + scores_tag(downstream_scores)
                  + sampler_tag(given) + ("" if downstream else "_nodownstream")
                  + ("" if downstream_seeds == 1 or not downstream else f"_a{downstream_seeds}")
-                 + ("" if sg is None else f"_sg{sg:g}"))
+                 + ("" if sg is None else f"_sg{sg:g}") + ("" if drg is None else f"_drg{drg:g}"))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
     else:
         sampler = SamplerOptions(**given) if given else None
         res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,
                            downstream_scores=downstream_scores, sampler=sampler, downstream=downstream,
-                           downstream_seeds=downstream_seeds, downstream_score_guidance=sg)
+                           downstream_seeds=downstream_seeds, downstream_score_guidance=sg,
+                           downstream_repetition_guidance=drg)
     res["train_seconds"] = train_s
     return res
 
@@ -170,8 +180,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--downstream-scores", default="matched", choices=("matched", "balanced"),
-                    help="scores of the downstream study's generated data (see `rehabgen evaluate --help`)")
+    ap.add_argument("--downstream-scores", default=None, choices=("matched", "balanced"),
+                    help="scores of the downstream study's generated data [default: the family's; see "
+                         "`rehabgen evaluate --help`]")
     ap.add_argument("--guidance", type=float, default=None,
                     help="sample the diffusion runs at this classifier-free guidance [default: the model's]")
     ap.add_argument("--drift-guidance", type=float, default=None,
@@ -183,6 +194,8 @@ def main():
                     help="assessor initialisations per fold and condition (reports go to report..._aN)")
     ap.add_argument("--downstream-score-guidance", type=float, default=None,
                     help="score guidance of the diffusion runs' downstream generated data (reports go to report..._sgS)")
+    ap.add_argument("--downstream-repetition-guidance", type=float, default=None,
+                    help="repetition guidance of the diffusion runs' downstream generated data (report..._drgR)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     options = {k: getattr(a, k) for k in SAMPLER_TAGS}
@@ -196,21 +209,25 @@ def main():
             results.setdefault(fam, []).append(run_one(a.data, fam, seed, a.steps, out, a.test_data, a.repeats,
                                                        a.folds, a.downstream_scores, options,
                                                        not a.no_downstream, a.downstream_seeds,
-                                                       a.downstream_score_guidance))
+                                                       a.downstream_score_guidance,
+                                                       a.downstream_repetition_guidance))
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
             f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}"
             f"{'; ' + ', '.join(a.seeds_of) if a.seeds_of else ''}), "
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
-            f"downstream generated data: {a.downstream_scores} scores, {a.downstream_seeds} assessor seed(s)"
-            f"{'' if a.downstream_score_guidance is None else f', score guidance {a.downstream_score_guidance:g}'}; "
+            f"downstream generated data: {a.downstream_scores or 'the family default'} scores, "
+            f"{a.downstream_seeds} assessor seed(s)"
+            f"{'' if a.downstream_score_guidance is None else f', score guidance {a.downstream_score_guidance:g}'}"
+            f"{'' if a.downstream_repetition_guidance is None else f', repetition guidance {a.downstream_repetition_guidance:g}'}; "
             + "".join(f"diffusion {k.replace('_', ' ')} {v:g}; " for k, v in options.items() if v is not None)
             + "training seconds per run (machine shared or not: see the README): " + ", ".join(f"{f} {np.mean([r['train_seconds'] for r in rs]):.0f}"
                                                    for f, rs in results.items()))
     md = "\n\n".join([head, table(results), kinematics_lines(results)])
     print(md)
-    tag = (("" if a.downstream_scores == "matched" else "_balanced") + sampler_tag(options)
+    tag = (scores_tag(a.downstream_scores) + sampler_tag(options)
            + ("" if a.downstream_seeds == 1 else f"_a{a.downstream_seeds}")
-           + ("" if a.downstream_score_guidance is None else f"_sg{a.downstream_score_guidance:g}"))
+           + ("" if a.downstream_score_guidance is None else f"_sg{a.downstream_score_guidance:g}")
+           + ("" if a.downstream_repetition_guidance is None else f"_drg{a.downstream_repetition_guidance:g}"))
     (out / f"table{tag}.md").write_text(md + "\n")
     (out / f"results{tag}.json").write_text(json.dumps(results, indent=1, default=str))
 

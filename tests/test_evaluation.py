@@ -282,6 +282,44 @@ def test_evaluate_against_a_separate_test_folder(tiny_run, tmp_path, monkeypatch
     assert (out / "downstream.png").stat().st_size > 0 and m["report"] == str(out / "report.md")
 
 
+def test_downstream_data_is_made_as_the_family_says_unless_told(tiny_run, tmp_path, monkeypatch):
+    """By default the study's generated data follows the family's `study_defaults` (diffusion:
+    balanced scores, score guidance 4, repetition guidance 2.5); each `downstream_*` argument
+    overrides its part; a GAN keeps matched scores and no scales; a distilled student has no
+    guidance to set."""
+    import rehabgen.evaluate as E
+    from rehabgen.metrics import downstream as D
+    from rehabgen.models import get_family
+
+    monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
+    root, _ = tiny_run
+    seen = []
+    real_study = D.assessment_study
+
+    def spy(*a, **kw):
+        seen.append(kw["gen_scores"])
+        return real_study(*a, **kw)
+
+    monkeypatch.setattr(E, "assessment_study", spy)
+    kw = dict(repeats=1, folds=2, steps=2, evaluator_steps=10, progress=False, test_data=root / "patients",
+              downstream_steps=5)
+    m = E.evaluate_run(root / "run", root / "train", tmp_path / "a", **kw)
+    assert seen == ["balanced"] and m["downstream"]["gen_scores"] == "balanced"
+    assert m["downstream"]["sampler"] == {"steps": 2, "score_guidance": 4.0, "repetition_guidance": 2.5}
+    m = E.evaluate_run(root / "run", root / "train", tmp_path / "b", downstream_scores="matched",
+                       downstream_repetition_guidance=1.0, **kw)
+    assert seen[-1] == "matched" and m["downstream"]["gen_scores"] == "matched"
+    assert m["downstream"]["sampler"] == {"steps": 2, "score_guidance": 4.0, "repetition_guidance": 1.0}
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["downstream_scores"] == "matched"
+    with pytest.raises(ValueError, match="downstream_scores must be 'matched' or 'balanced', got 'best'"):
+        E.evaluate_run(root / "run", root / "train", tmp_path / "c", downstream_scores="best", **kw)
+    assert not (tmp_path / "c").exists()
+    assert get_family("gan").study_defaults == {"scores": "matched"}
+    student = E.load_model(root / "run", "cpu", "fp32")
+    student.hparams["sampler"] = "distilled"
+    assert student.study_settings() == ("balanced", {})
+
+
 def test_test_folder_must_match_the_model(tiny_run, tmp_path):
     from rehabgen.data import DataError, load_dataset
     from rehabgen.data.generic import write_generic
@@ -325,9 +363,13 @@ def test_downstream_score_guidance_applies_to_the_study_data_only(tiny_run, tmp_
     assert kinds == {"study", "evaluation"}
     for kind, o in seen:
         assert o.guidance == 1.5 and o.score_guidance == (3.0 if kind == "study" else None), (kind, o)
-    assert m["downstream"]["sampler"] == {"steps": 2, "guidance": 1.5, "score_guidance": 3.0}
-    assert json.loads((out / "config.json").read_text())["downstream_score_guidance"] == 3.0
-    assert "Generated data sampled at score guidance 3 (`--downstream-score-guidance`" in (out / "report.md").read_text()
+        assert o.repetition_guidance == (2.5 if kind == "study" else None), (kind, o)  # the family's, study only
+    assert m["downstream"]["sampler"] == {"steps": 2, "guidance": 1.5, "score_guidance": 3.0, "repetition_guidance": 2.5}
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["downstream_score_guidance"] == 3.0 and cfg["downstream_repetition_guidance"] is None
+    assert cfg["downstream_sampler"] == m["downstream"]["sampler"] and cfg["downstream_scores"] == "balanced"
+    assert ("Generated data sampled at score guidance 3, repetition guidance 2.5 (the model family's settings"
+            in (out / "report.md").read_text())
     # the evaluation's own settings, resolved: given ones, else the model's (None: = guidance)
     sampler = m["sampler"]
     assert (sampler["steps"], sampler["guidance"], sampler["score_guidance"]) == (2, 1.5, None)

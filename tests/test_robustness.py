@@ -171,6 +171,10 @@ def test_sample_records_the_steps_it_ran(run_dir, tmp_path):
 def test_bad_evaluate_guidance_is_one_line(run_dir, data, tmp_path):
     one_error_line(cli("evaluate", run_dir, "--data", data, "--out", tmp_path / "r", "--downstream-score-guidance",
                        "-2"), "--downstream-score-guidance", "[0, 10]")
+    one_error_line(cli("evaluate", run_dir, "--data", data, "--out", tmp_path / "r",
+                       "--downstream-repetition-guidance", "11"), "--downstream-repetition-guidance", "[0, 10]")
+    one_error_line(cli("evaluate", run_dir, "--data", data, "--out", tmp_path / "r", "--downstream-scores", "best"),
+                   "--downstream-scores must be 'matched' or 'balanced', got 'best'")
     assert not (tmp_path / "r").exists()
 
 
@@ -184,6 +188,10 @@ def test_evaluate_refuses_sampler_options_the_family_lacks(data, tmp_path):
     for opt, value in (("--guidance", 2), ("--steps", 5), ("--repetition-guidance", 2.5), ("--sampler", "ddim")):
         name = opt.lstrip("-").replace("-", "_")
         one_error_line(cli("evaluate", run, "--data", data, "--out", tmp_path / "r", "--no-downstream", opt, value),
+                       f"the gan family has no sampler option(s) ['{name}']")
+    for opt, name in (("--downstream-score-guidance", "score_guidance"),
+                      ("--downstream-repetition-guidance", "repetition_guidance")):
+        one_error_line(cli("evaluate", run, "--data", data, "--out", tmp_path / "r", opt, 2),
                        f"the gan family has no sampler option(s) ['{name}']")
     assert not (tmp_path / "r").exists()
 

@@ -993,9 +993,10 @@ def evaluate_cmd(
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repeats for mean ± std."),
     folds: int = typer.Option(3, "--folds", min=2, help="Subject-wise folds of the downstream study."),
     downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Run the downstream-utility study."),
-    downstream_scores: str = typer.Option("matched", "--downstream-scores",
-                                          help="Scores the study's generated data is conditioned on: 'matched' (each "
-                                               "real sequence's) or 'balanced' (uniform over each exercise's range)."),
+    downstream_scores: Optional[str] = typer.Option(
+        None, "--downstream-scores",
+        help="Scores the study's generated data is conditioned on: 'matched' (each real sequence's) or 'balanced' "
+             "(uniform over each exercise's range) [default: the family's: balanced for diffusion, else matched]."),
     downstream_seeds: int = typer.Option(1, "--downstream-seeds", min=1,
                                          help="Assessor initialisations per fold and condition in the downstream "
                                               "study (each scored; more seeds, less noise)."),
@@ -1008,7 +1009,12 @@ def evaluate_cmd(
     downstream_score_guidance: Optional[float] = typer.Option(
         None, "--downstream-score-guidance",
         help="Score guidance for the downstream study's generated training data only (a stronger score effect "
-             "teaches the assessor more; the rest of the evaluation keeps --score-guidance) [default: the same]."),
+             "teaches the assessor more; the rest of the evaluation keeps --score-guidance) [default: the family's: "
+             "4 for diffusion]."),
+    downstream_repetition_guidance: Optional[float] = typer.Option(
+        None, "--downstream-repetition-guidance",
+        help="Repetition guidance (0.1-0.5 Hz) for the downstream study's generated training data only "
+             "[default: the family's: 2.5 for diffusion]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite the report in an existing --out."),
     log_with: Optional[str] = typer.Option(None, "--log-with", help="Also log the scalar metrics to this tracker of "
@@ -1026,7 +1032,8 @@ def evaluate_cmd(
 
     _sampler_checks(None, guidance, score_guidance, drift_guidance, repetition_guidance)
     _number(downstream_score_guidance, "--downstream-score-guidance", *GUIDANCE)
-    if downstream_scores not in ("matched", "balanced"):
+    _number(downstream_repetition_guidance, "--downstream-repetition-guidance", *GUIDANCE)
+    if downstream_scores not in (None, "matched", "balanced"):
         fail(f"--downstream-scores must be 'matched' or 'balanced', got {downstream_scores!r}")
     if log_with is not None:
         from rehabgen.config import ConfigError
@@ -1039,9 +1046,11 @@ def evaluate_cmd(
     given = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance, score_guidance=score_guidance,
                            drift_guidance=drift_guidance, repetition_guidance=repetition_guidance)
     family = _run_record(run_dir, "model")
+    study = SamplerOptions(score_guidance=downstream_score_guidance, repetition_guidance=downstream_repetition_guidance)
     if family is not None:  # before any work: a GAN has no guidance to set (`evaluate_run` checks again)
         try:
             get_family(family).check_options(given)
+            get_family(family).check_options(study)
         except ModelError as e:
             fail(str(e))
     _check_out_dir(out, force, "files (a report?)")
@@ -1056,7 +1065,8 @@ def evaluate_cmd(
                            steps=steps, test_data=test_data, downstream_scores=downstream_scores,
                            sampler=given,
                            device=dev, precision=precision, log_with=log_with, downstream_seeds=downstream_seeds,
-                           downstream_score_guidance=downstream_score_guidance)
+                           downstream_score_guidance=downstream_score_guidance,
+                           downstream_repetition_guidance=downstream_repetition_guidance)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))

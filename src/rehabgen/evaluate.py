@@ -212,9 +212,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                  repeats: int = 3, downstream: bool = True, folds: int = 3, steps: int | None = None,
                  evaluator_steps: int | None = None, progress: bool = True,
                  test_data: str | Path | None = None, downstream_steps: int | None = None,
-                 downstream_scores: str = "matched", sampler: SamplerOptions | None = None,
+                 downstream_scores: str | None = None, sampler: SamplerOptions | None = None,
                  device: str = "cpu", precision: str = "fp32", log_with: str | None = None,
-                 downstream_seeds: int = 1, downstream_score_guidance: float | None = None) -> dict:
+                 downstream_seeds: int = 1, downstream_score_guidance: float | None = None,
+                 downstream_repetition_guidance: float | None = None) -> dict:
     """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`; returns metrics.json's content.
 
     `data` is the folder the run was trained on (its training subjects come from the run's
@@ -222,13 +223,17 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     run's held-out subjects everywhere: as the real reference, as the conditions of the
     generated sets, and as the test subjects of the downstream study. `log_with` (a tracker of
     `rehabgen.tracking`) also logs the scalar metrics into the run's tracking/ at the model's step.
-    `downstream_score_guidance` samples the downstream study's generated training data with that
-    score guidance (the rest of the evaluation keeps `sampler`'s): data made to teach an assessor
+    The downstream study's generated training data is made as the model family says
+    (`study_settings`: for diffusion balanced scores, score guidance 4, repetition guidance 2.5);
+    `downstream_scores`, `downstream_score_guidance` and `downstream_repetition_guidance` override
+    it, and the rest of the evaluation keeps `sampler`'s settings. Data made to teach an assessor
     the score wants the score's effect stronger than samples judged for realism do: on the 21
     KIMORE patients (3 runs x 3 study seeds) score guidance 4 lowered the assessor's error by 7.7 %
     against 4.2 % at the model's 1.75, but sampling everything at 4 raised FID from 1.46 to 5.25."""
     if log_with:
         tracking.check(log_with)  # before the work, not after it
+    if downstream_scores not in (None, "matched", "balanced"):
+        raise ValueError(f"downstream_scores must be 'matched' or 'balanced', got {downstream_scores!r}")
     t0 = time.time()
     run_dir, out = Path(run_dir), Path(out)
     model = load_model(run_dir, device, precision)
@@ -251,9 +256,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     score_name, spec = model.spec.score_name, model.spec
     exercises = list(spec.exercises)
     options = sampler_options(model, steps, sampler)
+    study_scores, study_opts = model.study_settings()
+    study_scores = downstream_scores or study_scores
+    for k, v in (("score_guidance", downstream_score_guidance), ("repetition_guidance", downstream_repetition_guidance)):
+        if v is not None:
+            study_opts[k] = v
     ds_options = options
-    if downstream and downstream_score_guidance is not None:
-        ds_options = model.check_options(replace(options or SamplerOptions(), score_guidance=downstream_score_guidance))
+    if downstream and study_opts:
+        ds_options = model.check_options(replace(options or SamplerOptions(), **study_opts))
     fit_kw = {"steps": evaluator_steps} if evaluator_steps else {}
     ev = Evaluator.cached(train_ds, cache_dir() / "evaluators", key_extra={"score": score_name, "seed": seed}, device=device,
                           score_name=score_name, seed=seed, progress=progress, **fit_kw)
@@ -306,7 +316,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
             return pad_sequences(generate_for(model, exs, scores, s, ds_options, length=L))
 
         study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name, device=device,
-                                 progress=progress, gen_scores=downstream_scores, assessor_seeds=downstream_seeds,
+                                 progress=progress, gen_scores=study_scores, assessor_seeds=downstream_seeds,
                                  **({"steps": downstream_steps} if downstream_steps else {}))
         study["sampler"] = None if ds_options is None else ds_options.given()
 
@@ -329,8 +339,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                                      "downstream": downstream, "folds": folds, "steps": steps,
                                      "sampler": None if options is None else options.given(),
                                      "device": str(device), "precision": model.precision,
-                                     "downstream_scores": downstream_scores, "downstream_seeds": downstream_seeds,
+                                     "downstream_scores": study_scores if downstream else downstream_scores,
+                                     "downstream_seeds": downstream_seeds,
                                      "downstream_score_guidance": downstream_score_guidance,
+                                     "downstream_repetition_guidance": downstream_repetition_guidance,
+                                     "downstream_sampler": (None if not downstream or ds_options is None
+                                                            else ds_options.given()),
                                      "log_with": log_with})
     result = EvaluationResult(
         summary=summary, skeleton=spec.skeleton, fps=spec.fps, exercises=tuple(exercises),

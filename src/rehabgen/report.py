@@ -296,10 +296,13 @@ def downstream_section(study: dict, out: Path) -> list[str]:
     if study.get("gen_scores") == "balanced":
         md += [f"Generated data: conditioned on {score} values drawn uniformly over each exercise's training range "
                "(`--downstream-scores balanced`), labelled with them.", ""]
-    sg = (study.get("sampler") or {}).get("score_guidance")
-    if sg is not None:
-        md += [f"Generated data sampled at score guidance {sg:g} (`--downstream-score-guidance`; the rest of this "
-               "report samples with the evaluation's own settings).", ""]
+    so = study.get("sampler") or {}
+    scales = [f"{name} {so[k]:g}" for k, name in (("score_guidance", "score guidance"),
+                                                   ("repetition_guidance", "repetition guidance")) if so.get(k) is not None]
+    if scales:
+        md += [f"Generated data sampled at {', '.join(scales)} (the model family's settings for training data, or "
+               "`--downstream-score-guidance` / `--downstream-repetition-guidance`; the rest of this report samples "
+               "with the evaluation's own settings).", ""]
     if side == "held_out_test":
         md += ["Tested on the test subjects, which neither the generator nor the assessor saw:", "",
                downstream_table(study, "held_out_test"), "",

@@ -68,10 +68,12 @@ EVALUATE_KEYS = {
     "downstream": ("--downstream", "flag", None), "downstream_scores": ("--downstream-scores", "choice", ("matched", "balanced")),
     "downstream_seeds": ("--downstream-seeds", "int", 1),
     "downstream_score_guidance": ("--downstream-score-guidance", "number", 0.0),
+    "downstream_repetition_guidance": ("--downstream-repetition-guidance", "number", 0.0),
     "steps": ("--steps", "int", 1), "seed": ("--seed", "int", 0), "test_data": ("--test-data", "path", None),
 }
 # [evaluate] keys that set a sampler option (`SamplerOptions` field): given only to the families that have it
-EVALUATE_SAMPLER_KEYS = {"steps": "steps", "downstream_score_guidance": "score_guidance"}
+EVALUATE_SAMPLER_KEYS = {"steps": "steps", "downstream_score_guidance": "score_guidance",
+                         "downstream_repetition_guidance": "repetition_guidance"}
 SWEEP_OUTPUTS = ("jobs", "slurm", "sweep.json", "table.md")  # what --force deletes, nothing else
 
 

@@ -46,6 +46,11 @@ class GenerativeModel:
     # hyper-parameters added after models were saved, with the value that reproduces those
     # models' behaviour (a checkpoint without the key loads with this, not the new default)
     absent_before: ClassVar[dict] = {}
+    # how this family's samples are made as training data for an assessor: the downstream
+    # study's defaults (`rehabgen evaluate --downstream-*` overrides each). "scores": "matched"
+    # (each real sequence's) or "balanced" (uniform over the exercise's range); any other key is a
+    # `SamplerOptions` field, used for the study's data only
+    study_defaults: ClassVar[dict] = {"scores": "matched"}
 
     def __init__(self, spec: DataSpec, **hparams):
         unknown = set(hparams) - set(self.defaults) - set(COMMON_HPARAMS)
@@ -154,6 +159,11 @@ class GenerativeModel:
         the model has none of its own, e.g. score guidance = guidance)."""
         given = (options or SamplerOptions()).given()
         return {k: given.get(k, self.hparams.get(k)) for k in self.capabilities.options}
+
+    def study_settings(self) -> tuple[str, dict]:
+        """(scores, sampler options) of the downstream study's generated data by default."""
+        d = dict(self.study_defaults)
+        return d.pop("scores", "matched"), d
 
     @classmethod
     def check_options(cls, options: SamplerOptions | None) -> SamplerOptions:
