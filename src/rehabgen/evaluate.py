@@ -258,9 +258,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     options = sampler_options(model, steps, sampler)
     study_scores, study_opts = model.study_settings()
     study_scores = downstream_scores or study_scores
-    for k, v in (("score_guidance", downstream_score_guidance), ("repetition_guidance", downstream_repetition_guidance)):
-        if v is not None:
-            study_opts[k] = v
+    given = {"score_guidance": downstream_score_guidance, "repetition_guidance": downstream_repetition_guidance}
+    study_opts.update({k: v for k, v in given.items() if v is not None})
     ds_options = options
     if downstream and study_opts:
         ds_options = model.check_options(replace(options or SamplerOptions(), **study_opts))

@@ -295,10 +295,11 @@ def downstream_section(study: dict, out: Path) -> list[str]:
           "beat it has learned nothing from the motion that carries over to new subjects.", ""]
     if study.get("gen_scores") == "balanced":
         md += [f"Generated data: conditioned on {score} values drawn uniformly over each exercise's training range "
-               "(`--downstream-scores balanced`), labelled with them.", ""]
+               "(balanced scores: the model family's default or `--downstream-scores balanced`), labelled with "
+               "them.", ""]
     so = study.get("sampler") or {}
-    scales = [f"{name} {so[k]:g}" for k, name in (("score_guidance", "score guidance"),
-                                                   ("repetition_guidance", "repetition guidance")) if so.get(k) is not None]
+    named = (("score_guidance", "score guidance"), ("repetition_guidance", "repetition guidance"))
+    scales = [f"{name} {so[k]:g}" for k, name in named if so.get(k) is not None]
     if scales:
         md += [f"Generated data sampled at {', '.join(scales)} (the model family's settings for training data, or "
                "`--downstream-score-guidance` / `--downstream-repetition-guidance`; the rest of this report samples "
