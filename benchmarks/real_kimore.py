@@ -17,7 +17,8 @@ The downstream study's generated data is made as `rehabgen evaluate` makes it by
 family's settings: for diffusion balanced scores, score guidance 4, repetition guidance 2.5);
 `--downstream-scores matched|balanced` (reports go to `report_matched` / `report_balanced`),
 `--downstream-score-guidance S` and `--downstream-repetition-guidance R` (`report..._sgS`,
-`report..._drgR`) override it; `--no-downstream` skips the downstream study. Prints Markdown; writes `results.json` and `table.md` into --out.
+`report..._drgR`) override it; `--no-downstream` skips the downstream study. Prints Markdown;
+writes `results.json` and `table.md` into --out.
 """
 
 from __future__ import annotations
