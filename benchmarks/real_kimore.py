@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rehabgen.config import RunConfig
+from rehabgen.config import GEN_SCORES, RunConfig
 from rehabgen.evaluate import evaluate_run
 from rehabgen.report import KIN_UNITS  # the kinematic quantities, in the report's order
 from rehabgen.metrics.registry import arrow, label
@@ -181,7 +181,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--downstream-scores", default=None, choices=("matched", "balanced"),
+    ap.add_argument("--downstream-scores", default=None, choices=GEN_SCORES,
                     help="scores of the downstream study's generated data [default: the family's; see "
                          "`rehabgen evaluate --help`]")
     ap.add_argument("--guidance", type=float, default=None,

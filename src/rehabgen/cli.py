@@ -1025,6 +1025,7 @@ def evaluate_cmd(
     precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
 ):
     """Fidelity, diversity, plausibility and downstream utility, each next to its real reference."""
+    from rehabgen.config import GEN_SCORES
     from rehabgen.data import DataError
     from rehabgen.evaluate import evaluate_run
     from rehabgen.models import ModelError, SamplerOptions, get_family
@@ -1033,7 +1034,7 @@ def evaluate_cmd(
     _sampler_checks(None, guidance, score_guidance, drift_guidance, repetition_guidance)
     _number(downstream_score_guidance, "--downstream-score-guidance", *GUIDANCE)
     _number(downstream_repetition_guidance, "--downstream-repetition-guidance", *GUIDANCE)
-    if downstream_scores not in (None, "matched", "balanced"):
+    if downstream_scores is not None and downstream_scores not in GEN_SCORES:
         fail(f"--downstream-scores must be 'matched' or 'balanced', got {downstream_scores!r}")
     if log_with is not None:
         from rehabgen.config import ConfigError

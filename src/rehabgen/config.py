@@ -73,6 +73,8 @@ class RunConfig:
 # experiment trackers (`rehabgen.tracking`): the packages accelerate's tracker imports (any one
 # of them), and how to get them
 TRACKERS = ("csv", "tensorboard", "wandb")
+# the downstream study's generated data: each real sequence's score, or scores drawn over the exercise's range
+GEN_SCORES = ("matched", "balanced")
 _PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 INSTALL = {"tensorboard": "pip install 'rehabgen[tensorboard]'", "wandb": "pip install wandb"}
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from rehabgen import tracking
+from rehabgen.config import GEN_SCORES
 from rehabgen.data import DataError, load_dataset
 from rehabgen.data.dataset import Dataset
 from rehabgen.metrics import registry
@@ -232,7 +233,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     against 4.2 % at the model's 1.75, but sampling everything at 4 raised FID from 1.46 to 5.25."""
     if log_with:
         tracking.check(log_with)  # before the work, not after it
-    if downstream_scores not in (None, "matched", "balanced"):
+    if downstream_scores is not None and downstream_scores not in GEN_SCORES:
         raise ValueError(f"downstream_scores must be 'matched' or 'balanced', got {downstream_scores!r}")
     t0 = time.time()
     run_dir, out = Path(run_dir), Path(out)

@@ -40,7 +40,7 @@ from itertools import product
 from pathlib import Path
 from typing import Callable
 
-from rehabgen.config import ConfigError, RunConfig, check_hparams, check_int, check_number
+from rehabgen.config import GEN_SCORES, ConfigError, RunConfig, check_hparams, check_int, check_number
 from rehabgen.io import atomic_write_bytes
 
 
@@ -65,7 +65,7 @@ TRAIN_KEYS = {
 # [evaluate] key -> (evaluate option, kind, lower bound); choice: one of the listed words
 EVALUATE_KEYS = {
     "n": ("--n", "int", 1), "repeats": ("--repeats", "int", 1), "folds": ("--folds", "int", 2),
-    "downstream": ("--downstream", "flag", None), "downstream_scores": ("--downstream-scores", "choice", ("matched", "balanced")),
+    "downstream": ("--downstream", "flag", None), "downstream_scores": ("--downstream-scores", "choice", GEN_SCORES),
     "downstream_seeds": ("--downstream-seeds", "int", 1),
     "downstream_score_guidance": ("--downstream-score-guidance", "number", 0.0),
     "downstream_repetition_guidance": ("--downstream-repetition-guidance", "number", 0.0),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rehabgen.config import GEN_SCORES
 from rehabgen.data.dataset import DataError, Dataset, score_range
 from rehabgen.data.splits import subject_kfold
 from rehabgen.metrics.evaluator import EVAL_LENGTH, eval_inputs, eval_inputs_from_positions, train_fcn
@@ -107,7 +108,7 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
     that exercise's training range (more samples where real scores are rare), labelled with it.
     `assessor_seeds`: networks trained per fold and condition from different initialisations, each
     scored on its own (the first seed is the single-seed study's)."""
-    if gen_scores not in ("matched", "balanced"):
+    if gen_scores not in GEN_SCORES:
         raise ValueError(f"gen_scores must be 'matched' or 'balanced', got {gen_scores!r}")
     if assessor_seeds < 1:
         raise ValueError(f"assessor_seeds must be >= 1, got {assessor_seeds}")
