@@ -6,7 +6,9 @@ reference.
         --families diffusion,vae,gan --seeds 0,1,2 --steps 8000
 
 Runs one training at a time (two torch jobs on 2 cores slow each other ~10x) with the threads
-given by --threads. Finished runs and reports are reused, so an interrupted benchmark resumes.
+given by --threads. Finished runs and reports are reused, so an interrupted benchmark resumes; a
+report whose downstream study used other scores than asked (made before a family's default
+changed) stops it with an error naming the report, rather than mixing two protocols in one table.
 `--test-data DIR` evaluates on a given test folder (published folds) instead of each run's own
 held-out subjects. `--guidance G` samples the diffusion runs at another classifier-free guidance
 (training does not depend on it, so the same runs serve every G; reports go to `report_gG`), and
@@ -14,7 +16,8 @@ held-out subjects. `--guidance G` samples the diffusion runs at another classifi
 band (`report_dgD`, `report_rgR`; `--drift-guidance 1.75 --repetition-guidance 1.75 --guidance
 1.75` is the one-scale guidance of models trained before band guidance existed);
 The downstream study's generated data is made as `rehabgen evaluate` makes it by default (the
-family's settings: for diffusion balanced scores, score guidance 4, repetition guidance 2.5);
+family's settings: for diffusion balanced scores, score guidance 4, repetition guidance 2.5; for the
+VAE balanced scores; for the GAN matched ones);
 `--downstream-scores matched|balanced` (reports go to `report_matched` / `report_balanced`),
 `--downstream-score-guidance S` and `--downstream-repetition-guidance R` (`report..._sgS`,
 `report..._drgR`) override it; `--no-downstream` skips the downstream study. Prints Markdown;
@@ -36,7 +39,7 @@ from rehabgen.config import GEN_SCORES, RunConfig
 from rehabgen.evaluate import evaluate_run
 from rehabgen.report import KIN_UNITS  # the kinematic quantities, in the report's order
 from rehabgen.metrics.registry import arrow, label
-from rehabgen.models import SamplerOptions
+from rehabgen.models import SamplerOptions, get_family
 from rehabgen.runs import train_run
 
 
@@ -73,6 +76,11 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
                  + ("" if sg is None else f"_sg{sg:g}") + ("" if drg is None else f"_drg{drg:g}"))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
+        made = (res.get("downstream") or {}).get("gen_scores")
+        want = downstream_scores or get_family(family).study_defaults.get("scores", "matched")
+        if downstream and made not in (None, want):  # a report from before the family's default changed
+            raise SystemExit(f"error: {rep} holds a downstream study on {made!r} scores, made before the {family} "
+                             f"family's default became {want!r}: move that report away to measure it again")
     else:
         sampler = SamplerOptions(**given) if given else None
         res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,

@@ -285,8 +285,8 @@ def test_evaluate_against_a_separate_test_folder(tiny_run, tmp_path, monkeypatch
 def test_downstream_data_is_made_as_the_family_says_unless_told(tiny_run, tmp_path, monkeypatch):
     """By default the study's generated data follows the family's `study_defaults` (diffusion:
     balanced scores, score guidance 4, repetition guidance 2.5); each `downstream_*` argument
-    overrides its part; a GAN keeps matched scores and no scales; a distilled student has no
-    guidance to set."""
+    overrides its part; a GAN keeps matched scores and no scales, a VAE balances them; a distilled
+    student has no guidance to set."""
     import rehabgen.evaluate as E
     from rehabgen.metrics import downstream as D
     from rehabgen.models import get_family
@@ -314,7 +314,8 @@ def test_downstream_data_is_made_as_the_family_says_unless_told(tiny_run, tmp_pa
     with pytest.raises(ValueError, match="downstream_scores must be 'matched' or 'balanced', got 'best'"):
         E.evaluate_run(root / "run", root / "train", tmp_path / "c", downstream_scores="best", **kw)
     assert not (tmp_path / "c").exists()
-    assert get_family("gan").study_defaults == {"scores": "matched"}
+    assert get_family("gan").study_defaults == {"scores": "matched"}  # measured: balanced did not help it
+    assert get_family("vae").study_defaults == {"scores": "balanced"}
     student = E.load_model(root / "run", "cpu", "fp32")
     student.hparams["sampler"] = "distilled"
     assert student.study_settings() == ("balanced", {})

@@ -996,7 +996,8 @@ def evaluate_cmd(
     downstream_scores: Optional[str] = typer.Option(
         None, "--downstream-scores",
         help="Scores the study's generated data is conditioned on: 'matched' (each real sequence's) or 'balanced' "
-             "(uniform over each exercise's range) [default: the family's: balanced for diffusion, else matched]."),
+             "(uniform over each exercise's range) [default: the family's: balanced for diffusion and the VAE, "
+             "matched for the GAN]."),
     downstream_seeds: int = typer.Option(1, "--downstream-seeds", min=1,
                                          help="Assessor initialisations per fold and condition in the downstream "
                                               "study (each scored; more seeds, less noise)."),
