@@ -64,9 +64,9 @@ class VAEModel(GenerativeModel):
     }
     # the downstream study's generated data: scores drawn over each exercise's range, as for
     # diffusion. KIMORE patients, 3,000-step runs, first study seed, 3 assessor seeds, held-out TS
-    # RMSE balanced vs matched: 16.12 vs 17.16 (split 0) and 15.19 vs 15.97 (split 1), real only
-    # 18.09 / 16.15. Built-in data: 9.87 vs 9.91 (real only 10.59). (The GAN keeps matched: 16.99
-    # balanced vs 16.88 matched on split 0.)
+    # RMSE balanced vs matched: 16.12 vs 17.16, 15.19 vs 15.97, 15.04 vs 14.91 (splits 0-2; mean
+    # 15.45 vs 16.01), real only 18.09 / 16.15 / 15.85. Built-in data: 9.87 vs 9.91 (real only
+    # 10.59). (The GAN keeps matched: 16.99 balanced vs 16.88 matched on split 0.)
     study_defaults = {"scores": "balanced"}
 
     def build(self):
