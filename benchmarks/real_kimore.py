@@ -77,7 +77,7 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
         made = (res.get("downstream") or {}).get("gen_scores")
-        want = downstream_scores or get_family(family).study_defaults.get("scores", "matched")
+        want = downstream_scores or get_family(family).study_scores()
         if downstream and made not in (None, want):  # a report from before the family's default changed
             raise SystemExit(f"error: {rep} holds a downstream study on {made!r} scores, made before the {family} "
                              f"family's default became {want!r}: move that report away to measure it again")

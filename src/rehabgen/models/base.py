@@ -160,10 +160,14 @@ class GenerativeModel:
         given = (options or SamplerOptions()).given()
         return {k: given.get(k, self.hparams.get(k)) for k in self.capabilities.options}
 
+    @classmethod
+    def study_scores(cls) -> str:
+        """The downstream study's scores by default (a class method: a benchmark asks before loading)."""
+        return cls.study_defaults.get("scores", "matched")
+
     def study_settings(self) -> tuple[str, dict]:
         """(scores, sampler options) of the downstream study's generated data by default."""
-        d = dict(self.study_defaults)
-        return d.pop("scores", "matched"), d
+        return self.study_scores(), {k: v for k, v in self.study_defaults.items() if k != "scores"}
 
     @classmethod
     def check_options(cls, options: SamplerOptions | None) -> SamplerOptions:
