@@ -14,7 +14,9 @@ held-out subjects. `--guidance G` samples the diffusion runs at another classifi
 (training does not depend on it, so the same runs serve every G; reports go to `report_gG`), and
 `--drift-guidance D` / `--repetition-guidance R` at other scales for the slow and the repetition
 band (`report_dgD`, `report_rgR`; `--drift-guidance 1.75 --repetition-guidance 1.75 --guidance
-1.75` is the one-scale guidance of models trained before band guidance existed);
+1.75` is the one-scale guidance of models trained before band guidance existed), and
+`--drift-temperature T` with one starting-noise scale below 0.1 Hz for every exercise instead of
+the model's (`report_dtT`; `--drift-temperature 1` is how models trained before it sampled);
 The downstream study's generated data is made as `rehabgen evaluate` makes it by default (the
 family's settings: for diffusion balanced scores, score guidance 4, repetition guidance 2.5; for the
 VAE balanced scores; for the GAN matched ones);
@@ -44,7 +46,7 @@ from rehabgen.runs import train_run
 
 
 # diffusion sampler options a benchmark can set -> their report-folder / table suffix
-SAMPLER_TAGS = {"guidance": "g", "drift_guidance": "dg", "repetition_guidance": "rg"}
+SAMPLER_TAGS = {"guidance": "g", "drift_guidance": "dg", "repetition_guidance": "rg", "drift_temperature": "dt"}
 
 
 def sampler_tag(options: dict) -> str:
@@ -198,6 +200,8 @@ def main():
                     help="guidance below 0.1 Hz for the diffusion runs [default: the model's]")
     ap.add_argument("--repetition-guidance", type=float, default=None,
                     help="guidance at 0.1-0.5 Hz for the diffusion runs [default: the model's]")
+    ap.add_argument("--drift-temperature", type=float, default=None,
+                    help="starting-noise scale below 0.1 Hz for the diffusion runs, every exercise [default: the model's]")
     ap.add_argument("--no-downstream", action="store_true", help="skip the downstream study (faster)")
     ap.add_argument("--downstream-seeds", type=int, default=1,
                     help="assessor initialisations per fold and condition (reports go to report..._aN)")

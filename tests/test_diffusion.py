@@ -440,3 +440,86 @@ def test_input_perturbation_adds_noise_the_target_does_not_know():
     assert extra.std().item() == pytest.approx(0.5, rel=0.05)
     assert abs(float((extra * n_plain).mean())) < 0.02  # fresh noise, not a rescaled copy
     assert float(parts[1]["rec"]) < 1e-8 < float(parts[0]["rec"])  # the target ignores the extra noise
+
+
+def test_drift_noise_scales_only_the_slow_band_of_each_sample():
+    from rehabgen.models.diffusion import _dct_matrix, drift_noise
+
+    x = torch.randn(3, 80, 6, generator=torch.Generator().manual_seed(0))
+    y = drift_noise(x, 5.0, torch.tensor([1.0, 0.5, 2.0]))
+    C = _dct_matrix(80)
+    cx, cy = torch.einsum("kt,ntd->nkd", C, x), torch.einsum("kt,ntd->nkd", C, y)
+    # 80 frames at 5 fps: coefficient k is at k / 32 Hz, so 1-3 are below 0.1 Hz; 0 is the window's mean
+    torch.testing.assert_close(cy[0], cx[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(cy[1, 1:4], 0.5 * cx[1, 1:4], atol=1e-5, rtol=0)
+    torch.testing.assert_close(cy[2, 1:4], 2.0 * cx[2, 1:4], atol=1e-5, rtol=0)
+    torch.testing.assert_close(cy[1:, [0, *range(4, 80)]], cx[1:, [0, *range(4, 80)]], atol=1e-5, rtol=0)
+    assert drift_noise(x, 5.0, torch.ones(3)) is x  # temperature 1: the noise as drawn
+    # 16 frames at 15 fps have no coefficient below 0.1 Hz: nothing to scale
+    torch.testing.assert_close(drift_noise(x[:, :16], 15.0, torch.full((3,), 0.5)), x[:, :16])
+
+
+class _DriftStub:
+    """What `fit_drift_temperatures` uses of a model: white-noise 'motion' (2 joints) whose slow
+    band is drawn at the asked temperature times the exercise's own excess."""
+
+    def __init__(self, excess: dict[str, float | None]):
+        from types import SimpleNamespace
+
+        self.excess = excess
+        names = tuple(excess)
+        self.spec = SimpleNamespace(fps=5.0, exercises=names, default_length={e: 80 for e in names}, max_len=80,
+                                    normalizer=SimpleNamespace(decode=lambda z: z.reshape(*z.shape[:2], -1, 3)))
+        self.device = torch.device("cpu")
+
+    def inference(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def generate(self, ex, sc, length, gen, options):
+        from rehabgen.models.diffusion import drift_noise
+
+        k = self.excess[self.spec.exercises[int(ex[0])]]
+        tau = 1.0 if k is None else options.drift_temperature * k  # None: ignores the temperature
+        return drift_noise(torch.randn((len(ex), length, 6), generator=gen), 5.0, torch.full((len(ex),), tau))
+
+
+def test_fitted_drift_temperature_undoes_a_known_excess():
+    from types import SimpleNamespace
+
+    from rehabgen.models.diffusion import drift_noise, fit_drift_temperatures
+
+    stub = _DriftStub({"A": 1.6, "B": 1.0, "C": None, "D": 1.0, "E": 4.0, "F": 0.5})
+    counts = {0: 200, 1: 200, 2: 200, 3: 1, 4: 200, 5: 200}  # D: one training window, too few to fit
+    ex = np.concatenate([np.full(c, e) for e, c in counts.items()])
+    z = drift_noise(torch.randn((len(ex), 80, 6), generator=torch.Generator().manual_seed(1)), 5.0,
+                    torch.ones(len(ex))).numpy()
+    arrays = SimpleNamespace(z=z, lengths=np.full(len(ex), 80), exercise=ex, score=np.full(len(ex), np.nan))
+    fit = fit_drift_temperatures(stub, arrays, seed=0)
+    assert set(fit) == {"A", "B", "C", "E", "F"}
+    assert abs(fit["A"] - 1 / 1.6) < 0.05  # 1.6x the training windows' slow amplitude: 1/1.6 of the noise there
+    assert fit["B"] > 0.93
+    assert fit["C"] == 1.0  # a sampler whose drift does not follow the temperature keeps 1
+    assert fit["E"] == 0.5 and fit["F"] == 1.0  # within the measured grid: never below half, never adding drift
+
+
+def test_drift_temperature_per_exercise_option_and_checks():
+    ds = toy_dataset(n=8)
+    M = get_family("diffusion")
+    model, _ = M.from_dataset(ds, PreprocessConfig(fps=5.0, detect_invalid=False, smooth=None), max_len=16, **SMALL)
+    assert model.hparams["drift_temperature"] == "fit" and model.hparams["drift_temperatures"] == {}
+    exs = list(model.spec.exercises)
+    idx = torch.tensor([exs.index("Es1"), exs.index("Es2"), len(exs)])  # the last: a prompt without a label
+    assert model.drift_temperatures(idx, SamplerOptions()).tolist() == [1.0, 1.0, 1.0]  # nothing fitted yet
+    model.hparams["drift_temperatures"] = {"Es1": 0.5}
+    t = model.drift_temperatures(idx, SamplerOptions())
+    assert t[:2].tolist() == [0.5, 1.0] and t[2].item() == pytest.approx(0.5 ** (1 / len(exs)))
+    assert model.drift_temperatures(idx, SamplerOptions(drift_temperature=2.0)).tolist() == [2.0] * 3
+    assert model.sampler_settings()["drift_temperature"] == {"Es1": 0.5}
+    model.hparams["drift_temperature"] = 0.8
+    assert model.drift_temperatures(idx, SamplerOptions()).tolist() == pytest.approx([0.8] * 3)
+    with pytest.raises(ModelError, match="drift_temperature must be 'fit' or a number in"):
+        M(model.spec, **{**SMALL, "drift_temperature": "hot"})
+    with pytest.raises(ModelError, match="drift_temperature must be 'fit' or a number in"):
+        M(model.spec, **{**SMALL, "drift_temperature": 0})

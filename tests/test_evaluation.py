@@ -375,5 +375,10 @@ def test_downstream_score_guidance_applies_to_the_study_data_only(tiny_run, tmp_
     sampler = m["sampler"]
     assert (sampler["steps"], sampler["guidance"], sampler["score_guidance"]) == (2, 1.5, None)
     assert sampler["drift_guidance"] == 1.0 and sampler["repetition_guidance"] is None and sampler["sampler"] == "dpm"
+    # training fitted a slow-band noise temperature per exercise; the report names them
+    meta = json.loads((root / "run" / "model" / "model.json").read_text())
+    fitted = meta["hparams"]["drift_temperatures"]
+    assert set(fitted) == set(meta["spec"]["exercises"]) and all(0.3 <= v <= 1.5 for v in fitted.values())
+    assert sampler["drift_temperature"] == fitted
     assert ("Sampled with sampler dpm, steps 2, guidance 1.5, score guidance = guidance, drift guidance 1.0, "
-            "repetition guidance = guidance.") in (out / "report.md").read_text()
+            f"repetition guidance = guidance, drift temperature {fitted}.") in (out / "report.md").read_text()

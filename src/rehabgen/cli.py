@@ -717,15 +717,21 @@ DRIFT_GUIDANCE_HELP = ("Guidance scale for motion slower than 0.1 Hz (slow drift
 REPETITION_GUIDANCE_HELP = ("Guidance scale for motion at 0.1-0.5 Hz (the exercise's repetitions), "
                             f"{GUIDANCE[0]:g}-{GUIDANCE[1]:g} [default: the model's, i.e. --guidance; 2.5 suits KIMORE patients].")
 
+DRIFT_TEMPERATURE_HELP = ("Scale of the starting noise slower than 0.1 Hz, for every exercise: below 1 the samples "
+                          "wander less over the window, 1 leaves the noise as drawn, up to 10 [default: the model's; "
+                          "models trained since it existed fit one per exercise to the training data's drift].")
+
 
 def _sampler_checks(score: float | None, guidance: float | None, score_guidance: float | None = None,
-                    drift_guidance: float | None = None, repetition_guidance: float | None = None) -> None:
+                    drift_guidance: float | None = None, repetition_guidance: float | None = None,
+                    drift_temperature: float | None = None) -> None:
     if score is not None and not math.isfinite(score):
         fail(f"--score must be a finite number within the model's score range, got {score}")
     _number(guidance, "--guidance", *GUIDANCE)
     _number(score_guidance, "--score-guidance", *GUIDANCE)
     _number(drift_guidance, "--drift-guidance", *GUIDANCE)
     _number(repetition_guidance, "--repetition-guidance", *GUIDANCE)
+    _number(drift_temperature, "--drift-temperature", 0.0, 10.0, lo_open=True)
 
 
 @app.command("sample")
@@ -741,6 +747,7 @@ def sample_cmd(
     score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=SCORE_GUIDANCE_HELP),
     drift_guidance: Optional[float] = typer.Option(None, "--drift-guidance", help=DRIFT_GUIDANCE_HELP),
     repetition_guidance: Optional[float] = typer.Option(None, "--repetition-guidance", help=REPETITION_GUIDANCE_HELP),
+    drift_temperature: Optional[float] = typer.Option(None, "--drift-temperature", help=DRIFT_TEMPERATURE_HELP),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     seed: int = typer.Option(0, "--seed", min=0),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
@@ -755,12 +762,13 @@ def sample_cmd(
     from rehabgen.runs import load_model, write_json
     from rehabgen.samples import pad_sequences, save_samples
 
-    _sampler_checks(score, guidance, score_guidance, drift_guidance, repetition_guidance)
+    _sampler_checks(score, guidance, score_guidance, drift_guidance, repetition_guidance, drift_temperature)
     _check_out_file(out, force)
     _threads(threads)
     dev = _device(device, precision)
     options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance, score_guidance=score_guidance,
-                             drift_guidance=drift_guidance, repetition_guidance=repetition_guidance)
+                             drift_guidance=drift_guidance, repetition_guidance=repetition_guidance,
+                           drift_temperature=drift_temperature)
     try:
         model = load_model(run_dir, dev, precision)
         names = list(model.spec.exercises) if exercise == "all" else [e.strip() for e in exercise.split(",")]
@@ -1007,6 +1015,7 @@ def evaluate_cmd(
     score_guidance: Optional[float] = typer.Option(None, "--score-guidance", help=SCORE_GUIDANCE_HELP),
     drift_guidance: Optional[float] = typer.Option(None, "--drift-guidance", help=DRIFT_GUIDANCE_HELP),
     repetition_guidance: Optional[float] = typer.Option(None, "--repetition-guidance", help=REPETITION_GUIDANCE_HELP),
+    drift_temperature: Optional[float] = typer.Option(None, "--drift-temperature", help=DRIFT_TEMPERATURE_HELP),
     downstream_score_guidance: Optional[float] = typer.Option(
         None, "--downstream-score-guidance",
         help="Score guidance for the downstream study's generated training data only (a stronger score effect "
@@ -1032,7 +1041,7 @@ def evaluate_cmd(
     from rehabgen.models import ModelError, SamplerOptions, get_family
     from rehabgen.report import metrics_table
 
-    _sampler_checks(None, guidance, score_guidance, drift_guidance, repetition_guidance)
+    _sampler_checks(None, guidance, score_guidance, drift_guidance, repetition_guidance, drift_temperature)
     _number(downstream_score_guidance, "--downstream-score-guidance", *GUIDANCE)
     _number(downstream_repetition_guidance, "--downstream-repetition-guidance", *GUIDANCE)
     if downstream_scores is not None and downstream_scores not in GEN_SCORES:
@@ -1046,7 +1055,8 @@ def evaluate_cmd(
         except ConfigError as e:
             fail(str(e))
     given = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance, score_guidance=score_guidance,
-                           drift_guidance=drift_guidance, repetition_guidance=repetition_guidance)
+                           drift_guidance=drift_guidance, repetition_guidance=repetition_guidance,
+                           drift_temperature=drift_temperature)
     family = _run_record(run_dir, "model")
     study = SamplerOptions(score_guidance=downstream_score_guidance, repetition_guidance=downstream_repetition_guidance)
     if family is not None:  # before any work: a GAN has no guidance to set (`evaluate_run` checks again)

@@ -291,6 +291,8 @@ def train(model, arrays: TrainArrays, steps: int, seed: int = 0, out_dir: str | 
     model.step = done
     for net in model.nets.values():
         net.eval()
+    if acc.is_main_process and done > start:
+        model.after_training(arrays, seed)  # settings fitted to the training data, before the save
     secs = time.time() - t0
     if out_dir and acc.is_main_process and done > start:
         model.save(out_dir / "model")

@@ -101,6 +101,10 @@ class GenerativeModel:
         opt.zero_grad(set_to_none=True)
         return {"loss": loss.detach(), **logs}  # tensors: read back at log steps only
 
+    def after_training(self, arrays: TrainArrays, seed: int = 0) -> None:
+        """Called once training ends, before the model is saved: settings fitted to the training
+        data (the diffusion model's drift temperatures). Nothing by default."""
+
     def ema_update(self, nets: dict[str, nn.Module] | None = None) -> None:
         ema_update(self.ema, nets or self.nets, float(self.hparams["ema"]), self.step)
 

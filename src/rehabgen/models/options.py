@@ -33,6 +33,7 @@ class SamplerOptions:
     score_guidance: float | None = None  # a separate scale for the score's own effect
     drift_guidance: float | None = None  # guidance for motion slower than 0.1 Hz (the window's drift)
     repetition_guidance: float | None = None  # guidance for motion at 0.1-0.5 Hz (the repetitions)
+    drift_temperature: float | None = None  # scale of the starting noise below 0.1 Hz, every exercise
     temperature: float | None = None  # latent scale of one-pass families (0: the mean sample)
 
     def given(self) -> dict:
