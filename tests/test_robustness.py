@@ -129,6 +129,7 @@ def test_hyper_parameters_that_cannot_build_a_model_are_one_line(data, tmp_path)
     (["--score-guidance", "11"], ["--score-guidance", "[0, 10]"]),
     (["--drift-guidance", "-0.5"], ["--drift-guidance", "[0, 10]"]),
     (["--repetition-guidance", "inf"], ["--repetition-guidance", "[0, 10]"]),
+    (["--drift-temperature", "0"], ["--drift-temperature", "(0, 10]"]),
     (["--length", "1"], ["--length"]),
 ])
 def test_bad_sample_input_is_one_line(run_dir, tmp_path, args, needles):

@@ -768,7 +768,7 @@ def sample_cmd(
     dev = _device(device, precision)
     options = SamplerOptions(sampler=sampler, steps=steps, guidance=guidance, score_guidance=score_guidance,
                              drift_guidance=drift_guidance, repetition_guidance=repetition_guidance,
-                           drift_temperature=drift_temperature)
+                             drift_temperature=drift_temperature)
     try:
         model = load_model(run_dir, dev, precision)
         names = list(model.spec.exercises) if exercise == "all" else [e.strip() for e in exercise.split(",")]
