@@ -128,9 +128,11 @@ def band_scales(T: int, fps: float, g: float, drift: float | None, repetition: f
 
 
 def scale_bands(delta: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """delta (n, T, D) with each DCT coefficient over time multiplied by scales (T,)."""
+    """delta (n, T, D) with each DCT coefficient over time multiplied by scales (T,), or by
+    scales (n, T): one row per sequence."""
     C = _dct_matrix(delta.shape[1]).to(delta.device)
-    coef = torch.einsum("kt,ntd->nkd", C, delta.float()) * scales.to(delta.device)[None, :, None]
+    s = scales.to(delta.device, torch.float32)
+    coef = torch.einsum("kt,ntd->nkd", C, delta.float()) * (s[None, :, None] if s.dim() == 1 else s[:, :, None])
     return torch.einsum("kt,nkd->ntd", C, coef).to(delta.dtype)
 
 
@@ -143,10 +145,8 @@ def drift_noise(x: torch.Tensor, fps: float, tau: torch.Tensor) -> torch.Tensor:
     slow = ((f > 0) & (f < DRIFT_HZ)).to(x.device)
     if not slow.any() or bool((tau == 1).all()):
         return x
-    C = _dct_matrix(T).to(x.device)
-    coef = torch.einsum("kt,ntd->nkd", C, x.float())
-    scale = torch.where(slow[None, :], tau.to(x.device, torch.float32)[:, None], torch.ones((), device=x.device))
-    return torch.einsum("kt,nkd->ntd", C, coef * scale[:, :, None]).to(x.dtype)
+    ones = torch.ones((), device=x.device)
+    return scale_bands(x, torch.where(slow[None, :], tau.to(x.device, torch.float32)[:, None], ones))
 
 
 def fit_drift_temperatures(model: "DiffusionModel", arrays, seed: int = 0, n: int = 64,
@@ -186,11 +186,11 @@ def fit_drift_temperatures(model: "DiffusionModel", arrays, seed: int = 0, n: in
         ex = torch.full((n,), e, dtype=torch.long, device=model.device)
         sc = torch.from_numpy(rng.choice(arrays.score[sel], n).astype(np.float32)).to(model.device)
         logs = []
-        for t in grid:
-            gen.manual_seed(int(seed))  # the same noise at every temperature: a smooth curve
-            with model.inference():
+        with model.inference():  # once per exercise: it swaps in the averaged weights
+            for t in grid:
+                gen.manual_seed(int(seed))  # the same noise at every temperature: a smooth curve
                 z = model.generate(ex, sc, L, gen, SamplerOptions(drift_temperature=t))
-            logs.append(math.log(typical(z.float().cpu().numpy(), [L] * n) / target))
+                logs.append(math.log(typical(z.float().cpu().numpy(), [L] * n) / target))
         slope, icpt = np.polyfit(np.log(grid), logs, 1)
         tau = math.exp(-icpt / slope) if slope > 0.05 else 1.0  # a flat line: the noise does not set the drift
         out[name] = round(float(np.clip(tau, min(grid), max(grid))), 3)
