@@ -117,6 +117,9 @@ def test_two_process_data_parallel_training(generic_data, tmp_path):
 def test_time_budget_stops_and_checkpoints(tmp_path):
     m, arrays = _fresh()
     s = train(m, arrays, steps=100_000, seed=0, out_dir=tmp_path, max_minutes=0.03, progress=False)
-    assert 20 < s["steps"] < 100_000
+    # how many steps fit in 1.8 s depends on the machine's load (3 on a loaded CI worker): the
+    # time limit, not a step count, is what must have stopped it
+    assert s["stop_reason"] == "time limit (--minutes 0.03)" and s["stopped_early"]
+    assert 0 < s["steps"] < 100_000
     assert json.loads((tmp_path / CKPT / "trainer.json").read_text())["step"] == s["steps"]
     assert GenerativeModel.load(tmp_path / "model").step == s["steps"]
