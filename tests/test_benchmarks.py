@@ -77,3 +77,22 @@ def test_table_gives_mean_and_std_over_seeds_beside_the_real_reference(bench):
     assert gen == "| downstream TS RMSE, real+generated ↓ | – | 14.500 ± 0.500 | 17.000 |"
     gen_es1 = next(line for line in md if line.startswith("| downstream TS RMSE, real+generated, Es1"))
     assert gen_es1.endswith("| 15.500 ± 0.500 | 18.000 |")
+    # the issue's downstream target in one row: mean real+generated against mean real only, per exercise too
+    gain = next(line for line in md if line.startswith("| downstream: real+generated against real only"))
+    # diffusion: 14.5 / 17 - 1 = -14.7 %, Es1 15.5 < 18; gan: 17 / 16 - 1 = +6.25 %, Es1 18 > 17
+    assert gain == ("| downstream: real+generated against real only (mean over runs) | – | "
+                    "-14.7 %, better on 1 of 1 exercises | +6.2 %, better on 0 of 1 exercises |")
+
+
+def test_study_seeds_get_their_own_report_folder(bench, tmp_path, monkeypatch):
+    """--downstream-repeats 3 is another measurement than one study seed: report..._r3, not a reuse of report."""
+    _plant(tmp_path, "vae", 0, "report", {"metrics": {}, "downstream": {"gen_scores": "balanced"}})
+    calls = []
+
+    def fake_evaluate(run, data, rep, **kw):
+        calls.append((Path(rep).name, kw["downstream_repeats"]))
+        return {"metrics": {}, "downstream": {"gen_scores": "balanced"}}
+
+    monkeypatch.setattr(bench, "evaluate_run", fake_evaluate)
+    bench.run_one("data", "vae", 0, 10, tmp_path, None, 1, 3, downstream_repeats=3)
+    assert calls == [("report_r3", 3)]

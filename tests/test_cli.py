@@ -115,12 +115,16 @@ def test_evaluate_and_compare(run_dir, data, tmp_path, monkeypatch):
     monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "rep"
     r = run("evaluate", run_dir, "--data", data, "--out", out, "--repeats", 2, "--folds", 2, "--steps", 5,
-            "--downstream-seeds", 2)
+            "--downstream-seeds", 2, "--downstream-repeats", 2)
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
-    assert m["downstream"]["assessor_seeds"] == 2
-    assert json.loads((out / "config.json").read_text())["downstream_seeds"] == 2
-    assert len(m["downstream"]["conditions"]["real"]["held_out_test"]["rmse"]["runs"]) == 4  # 2 folds x 2 seeds
+    assert m["downstream"]["assessor_seeds"] == 2 and m["downstream"]["repeats"] == 2
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["downstream_seeds"] == 2 and cfg["downstream_repeats"] == 2
+    # 2 folds x 2 assessor seeds x 2 study seeds (the evaluation's --seed, 0, and 1)
+    assert len(m["downstream"]["conditions"]["real"]["held_out_test"]["rmse"]["runs"]) == 8
+    assert [f["study_seed"] for f in m["downstream"]["folds"]] == [0, 0, 1, 1]
+    assert "× 2 assessor initialisations × 2 study seeds" in (out / "report.md").read_text()
     for k in ("fid", "accuracy", "score_mae", "precision", "recall", "density", "coverage", "mms", "apd", "acpd",
               "wpd", "bone_length_deviation", "velocity_w", "jerk_w"):
         for side in ("generated", "real_reference"):

@@ -382,3 +382,21 @@ def test_downstream_score_guidance_applies_to_the_study_data_only(tiny_run, tmp_
     assert sampler["drift_temperature"] == fitted
     assert ("Sampled with sampler dpm, steps 2, guidance 1.5, score guidance = guidance, drift guidance 1.0, "
             f"repetition guidance = guidance, drift temperature {fitted}.") in (out / "report.md").read_text()
+
+
+def test_downstream_repeats_pool_whole_studies_with_the_next_seeds(split):
+    """repeats=2 is the study with seed and with seed + 1 (other folds, other initialisations),
+    every fold of both one entry of the mean ± std: its runs are the two single studies' runs."""
+    tr, te = split
+    s0 = assessment_study(tr, te, None, k=2, seed=4, steps=5)
+    s1 = assessment_study(tr, te, None, k=2, seed=5, steps=5)
+    both = assessment_study(tr, te, None, k=2, seed=4, steps=5, repeats=2)
+    assert both["repeats"] == 2 and s0["repeats"] == 1
+    for c in ("real", "real+augmented", "exercise-mean"):
+        runs = [st["conditions"][c]["held_out_test"]["rmse"]["runs"] for st in (s0, s1, both)]
+        assert runs[2] == pytest.approx(runs[0] + runs[1])
+        assert both["conditions"][c]["held_out_test"]["rmse"]["mean"] == pytest.approx(np.mean(runs[0] + runs[1]))
+    assert [f["study_seed"] for f in both["folds"]] == [4, 4, 5, 5]
+    assert [f["test_subjects"] for f in both["folds"]] == [f["test_subjects"] for f in s0["folds"] + s1["folds"]]
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
+        assessment_study(tr, te, None, k=2, seed=0, steps=5, repeats=0)

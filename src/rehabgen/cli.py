@@ -1009,6 +1009,10 @@ def evaluate_cmd(
     downstream_seeds: int = typer.Option(1, "--downstream-seeds", min=1,
                                          help="Assessor initialisations per fold and condition in the downstream "
                                               "study (each scored; more seeds, less noise)."),
+    downstream_repeats: int = typer.Option(1, "--downstream-repeats", min=1,
+                                           help="The whole downstream study this many times, with study seeds --seed, "
+                                                "--seed + 1, ... (other folds, generated data and initialisations), "
+                                                "pooled: one study seed moves the result more than assessor seeds do."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps for sampling [default: the model's]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale [default: the model's]."),
@@ -1078,7 +1082,8 @@ def evaluate_cmd(
                            sampler=given,
                            device=dev, precision=precision, log_with=log_with, downstream_seeds=downstream_seeds,
                            downstream_score_guidance=downstream_score_guidance,
-                           downstream_repetition_guidance=downstream_repetition_guidance)
+                           downstream_repetition_guidance=downstream_repetition_guidance,
+                           downstream_repeats=downstream_repeats)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))

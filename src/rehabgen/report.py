@@ -283,14 +283,22 @@ def plot_downstream(study: dict, side: str, out: Path) -> Path:
     return save_figure(fig, out)
 
 
+def _pooled(study: dict) -> str:
+    """What the mean ± std pools besides folds: assessor initialisations, study seeds."""
+    parts = [f"{n} {what}" for n, what in ((study.get("assessor_seeds", 1), "assessor initialisations"),
+                                            (study.get("repeats", 1), "study seeds (other folds and generated data)"))
+             if n > 1]
+    return f" × {' × '.join(parts)}" if parts else ""
+
+
 def downstream_section(study: dict, out: Path) -> list[str]:
     side = downstream_side(study)
     plot_downstream(study, side, out / "downstream.png")
     score = study.get("score", "score")
     md = ["## Downstream utility: rehabilitation assessment", "",
           f"An assessment network ({score} regression + exercise) trained under each condition in {study['k']} "
-          f"subject-wise folds of the training subjects; RMSE in {score} points, mean ± std over folds, best per "
-          "column in bold. Protocol in metrics.json (`downstream.protocol`, fold subjects in `downstream.folds`). "
+          f"subject-wise folds of the training subjects; RMSE in {score} points, mean ± std over folds"
+          + _pooled(study) + ", best per column in bold. Protocol in metrics.json (`downstream.protocol`, fold subjects in `downstream.folds`). "
           "exercise-mean is the no-skill baseline (each exercise's mean training score): a condition that does not "
           "beat it has learned nothing from the motion that carries over to new subjects.", ""]
     if study.get("gen_scores") == "balanced":

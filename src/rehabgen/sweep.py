@@ -66,7 +66,7 @@ TRAIN_KEYS = {
 EVALUATE_KEYS = {
     "n": ("--n", "int", 1), "repeats": ("--repeats", "int", 1), "folds": ("--folds", "int", 2),
     "downstream": ("--downstream", "flag", None), "downstream_scores": ("--downstream-scores", "choice", GEN_SCORES),
-    "downstream_seeds": ("--downstream-seeds", "int", 1),
+    "downstream_seeds": ("--downstream-seeds", "int", 1), "downstream_repeats": ("--downstream-repeats", "int", 1),
     "downstream_score_guidance": ("--downstream-score-guidance", "number", 0.0),
     "downstream_repetition_guidance": ("--downstream-repetition-guidance", "number", 0.0),
     "steps": ("--steps", "int", 1), "seed": ("--seed", "int", 0), "test_data": ("--test-data", "path", None),

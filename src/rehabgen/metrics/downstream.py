@@ -101,17 +101,42 @@ def _aggregate(runs: list[dict]) -> dict:
 
 def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int = 3, seed: int = 0,
                      n_gen_per_real: int = 1, steps: int = 300, score_name: str = "TS", progress: bool = False,
-                     gen_scores: str = "matched", device=None, assessor_seeds: int = 1) -> dict:
+                     gen_scores: str = "matched", device=None, assessor_seeds: int = 1, repeats: int = 1) -> dict:
     """Run the protocol above. `generate(exercises: list[str], scores: ndarray, seed) -> (n, T, J, 3)`
     metres; None skips the conditions that need it. `gen_scores`: "matched" conditions each
     generated sequence on its real sequence's score; "balanced" on a score drawn uniformly over
     that exercise's training range (more samples where real scores are rare), labelled with it.
     `assessor_seeds`: networks trained per fold and condition from different initialisations, each
-    scored on its own (the first seed is the single-seed study's)."""
+    scored on its own (the first seed is the single-seed study's). `repeats`: the whole study with
+    seeds `seed` ... `seed + repeats - 1` (other folds, score draws, generated data and
+    initialisations), every fold of every repeat one entry of the mean ± std: on the 21 KIMORE
+    patients one study seed against another moved the generated data's effect more than the
+    effect itself, so a published number averages several."""
     if gen_scores not in GEN_SCORES:
         raise ValueError(f"gen_scores must be 'matched' or 'balanced', got {gen_scores!r}")
     if assessor_seeds < 1:
         raise ValueError(f"assessor_seeds must be >= 1, got {assessor_seeds}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    results, fold_info = None, []
+    for r in range(repeats):
+        res, info, (lo, hi), ex_names = _one_study(
+            train_ds, test_ds, generate, k, seed + r, n_gen_per_real, steps, score_name,
+            progress and ("downstream study" + (f" {r + 1}/{repeats}" if repeats > 1 else "")), gen_scores,
+            device, assessor_seeds)
+        results = res if results is None else {c: {side: results[c][side] + runs for side, runs in v.items()}
+                                               for c, v in res.items()}
+        fold_info += [{**f, "study_seed": seed + r} for f in info] if repeats > 1 else info
+    summary = {c: {side: _aggregate(runs) for side, runs in v.items() if runs} for c, v in results.items()}
+    return {"protocol": __doc__.strip(), "k": k, "score": score_name, "gen_scores": gen_scores,
+            "assessor_seeds": assessor_seeds, "repeats": repeats, "score_range": [lo, hi],
+            "exercises": list(ex_names), "input_length": EVAL_LENGTH, "folds": fold_info, "conditions": summary}
+
+
+def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, score_name, progress, gen_scores,
+               device, assessor_seeds):
+    """One study seed: (per condition and side the list of per-fold scores, the folds' subject
+    lists, the score range, the exercise names). `progress`: the progress bar's label, or False."""
     folds = subject_kfold(train_ds, k=k, seed=seed)
     ex_names = tuple(train_ds.exercises)
     x, ex, sc = eval_inputs(train_ds, score_name)
@@ -151,7 +176,7 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(list(it), desc="downstream study", unit="fold")
+        it = tqdm(list(it), desc=progress, unit="fold")
     for f, (tr, te) in it:
         tr_subj = {train_ds[i].subject for i in tr}
         te_subj = {train_ds[i].subject for i in te}
@@ -189,7 +214,4 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
                 if xt is not None:
                     pu, pe = _predict(net, z(xt))
                     results[c]["held_out_test"].append(_scores(pu, ut, pe, ext, lo, hi, ex_names))
-    summary = {c: {side: _aggregate(runs) for side, runs in v.items() if runs} for c, v in results.items()}
-    return {"protocol": __doc__.strip(), "k": k, "score": score_name, "gen_scores": gen_scores,
-            "assessor_seeds": assessor_seeds, "score_range": [lo, hi], "exercises": list(ex_names),
-            "input_length": EVAL_LENGTH, "folds": fold_info, "conditions": summary}
+    return results, fold_info, (lo, hi), ex_names
