@@ -115,16 +115,13 @@ def test_evaluate_and_compare(run_dir, data, tmp_path, monkeypatch):
     monkeypatch.setenv("REHABGEN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "rep"
     r = run("evaluate", run_dir, "--data", data, "--out", out, "--repeats", 2, "--folds", 2, "--steps", 5,
-            "--downstream-seeds", 2, "--downstream-repeats", 2)
+            "--downstream-seeds", 2)
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
-    assert m["downstream"]["assessor_seeds"] == 2 and m["downstream"]["repeats"] == 2
+    assert m["downstream"]["assessor_seeds"] == 2 and m["downstream"]["repeats"] == 1
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["downstream_seeds"] == 2 and cfg["downstream_repeats"] == 2
-    # 2 folds x 2 assessor seeds x 2 study seeds (the evaluation's --seed, 0, and 1)
-    assert len(m["downstream"]["conditions"]["real"]["held_out_test"]["rmse"]["runs"]) == 8
-    assert [f["study_seed"] for f in m["downstream"]["folds"]] == [0, 0, 1, 1]
-    assert "× 2 assessor initialisations × 2 study seeds" in (out / "report.md").read_text()
+    assert cfg["downstream_seeds"] == 2 and cfg["downstream_repeats"] == 1
+    assert len(m["downstream"]["conditions"]["real"]["held_out_test"]["rmse"]["runs"]) == 4  # 2 folds x 2 seeds
     for k in ("fid", "accuracy", "score_mae", "precision", "recall", "density", "coverage", "mms", "apd", "acpd",
               "wpd", "bone_length_deviation", "velocity_w", "jerk_w"):
         for side in ("generated", "real_reference"):
@@ -238,3 +235,21 @@ def test_distill_writes_a_run_folder_the_other_commands_use(run_dir, data, tmp_p
     r = run("distill", run_dir, "--out", tmp_path / "f4", "--grid", "odd")
     assert r.exit_code == 2 and "--grid must be one of even, late, got 'odd'" in r.output
     assert not (tmp_path / "f4").exists()
+
+
+def test_evaluate_passes_downstream_repeats_on(run_dir, data, tmp_path, monkeypatch):
+    """--downstream-repeats reaches the evaluation (what it pools: test_evaluation's repeats test);
+    0 is refused before any work."""
+    import rehabgen.evaluate
+
+    got = {}
+
+    def fake(run, data, out, **kw):
+        got.update(kw)
+        raise rehabgen.evaluate.DataError("stop here")
+
+    monkeypatch.setattr(rehabgen.evaluate, "evaluate_run", fake)
+    r = run("evaluate", run_dir, "--data", data, "--out", tmp_path / "rep", "--downstream-repeats", 3)
+    assert r.exit_code == 2 and "error: stop here" in r.output and got["downstream_repeats"] == 3
+    r = run("evaluate", run_dir, "--data", data, "--out", tmp_path / "rep2", "--downstream-repeats", 0)
+    assert r.exit_code != 0 and "--downstream-repeats" in r.output

@@ -58,6 +58,10 @@ def test_downstream_table_marks_the_best_per_column(tmp_path):
     assert (tmp_path / "downstream.png").stat().st_size > 0 and "![downstream](downstream.png)" in md
     assert "neither the generator nor the assessor saw" in md
     assert "| real+generated | **10.33 ± 0.10** |" in md  # the fold-test table follows, with its own best
+    assert "mean ± std over folds, best per column" in md  # one study seed, one assessor per fold
+    pooled = "\n".join(downstream_section({**study, "assessor_seeds": 3, "repeats": 2}, tmp_path))
+    assert ("mean ± std over folds × 3 assessor initialisations × 2 study seeds (other folds and generated data), "
+            "best per column") in pooled
 
 
 def test_downstream_without_test_subjects_uses_the_folds_and_says_so(tmp_path):
