@@ -461,9 +461,10 @@ def test_drift_noise_scales_only_the_slow_band_of_each_sample():
 
 class _DriftStub:
     """What `fit_drift_temperatures` uses of a model: white-noise 'motion' (2 joints) whose slow
-    band is drawn at the asked temperature times the exercise's own excess."""
+    band is drawn at the asked temperature times the exercise's own excess; (excess, a): at
+    temperature**a times it (a < 1: drift the temperature only partly sets)."""
 
-    def __init__(self, excess: dict[str, float | None]):
+    def __init__(self, excess: dict[str, float | tuple[float, float] | None]):
         from types import SimpleNamespace
 
         self.excess = excess
@@ -481,7 +482,8 @@ class _DriftStub:
         from rehabgen.models.diffusion import drift_noise
 
         k = self.excess[self.spec.exercises[int(ex[0])]]
-        tau = 1.0 if k is None else options.drift_temperature * k  # None: ignores the temperature
+        k, a = k if isinstance(k, tuple) else (k, 1.0)
+        tau = 1.0 if k is None else options.drift_temperature ** a * k  # None: ignores the temperature
         return drift_noise(torch.randn((len(ex), length, 6), generator=gen), 5.0, torch.full((len(ex),), tau))
 
 
@@ -490,18 +492,21 @@ def test_fitted_drift_temperature_undoes_a_known_excess():
 
     from rehabgen.models.diffusion import drift_noise, fit_drift_temperatures
 
-    stub = _DriftStub({"A": 1.6, "B": 1.0, "C": None, "D": 1.0, "E": 4.0, "F": 0.5})
-    counts = {0: 200, 1: 200, 2: 200, 3: 1, 4: 200, 5: 200}  # D: one training window, too few to fit
+    stub = _DriftStub({"A": 1.6, "B": 1.0, "C": None, "D": 1.0, "E": 4.0, "F": 0.5, "G": (3.0, 0.15)})
+    counts = {0: 200, 1: 200, 2: 200, 3: 1, 4: 200, 5: 200, 6: 200}  # D: one training window, too few to fit
     ex = np.concatenate([np.full(c, e) for e, c in counts.items()])
     z = drift_noise(torch.randn((len(ex), 80, 6), generator=torch.Generator().manual_seed(1)), 5.0,
                     torch.ones(len(ex))).numpy()
     arrays = SimpleNamespace(z=z, lengths=np.full(len(ex), 80), exercise=ex, score=np.full(len(ex), np.nan))
     fit = fit_drift_temperatures(stub, arrays, seed=0)
-    assert set(fit) == {"A", "B", "C", "E", "F"}
+    assert set(fit) == {"A", "B", "C", "E", "F", "G"}
     assert abs(fit["A"] - 1 / 1.6) < 0.05  # 1.6x the training windows' slow amplitude: 1/1.6 of the noise there
     assert fit["B"] > 0.93
     assert fit["C"] == 1.0  # a sampler whose drift does not follow the temperature keeps 1
     assert fit["E"] == 0.5 and fit["F"] == 1.0  # within the measured grid: never below half, never adding drift
+    # 3x the drift, but its power falls only as temperature**0.3 (slope below MIN_DRIFT_SLOPE): the
+    # noise is not what sets it, so the temperature stays 1 instead of going to the floor
+    assert fit["G"] == 1.0
 
 
 def test_drift_temperature_per_exercise_option_and_checks():
