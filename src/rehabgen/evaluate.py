@@ -228,10 +228,11 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     (`study_settings`: for diffusion balanced scores, score guidance 4, repetition guidance 2.5);
     `downstream_scores`, `downstream_score_guidance` and `downstream_repetition_guidance` override
     it, and the rest of the evaluation keeps `sampler`'s settings. `downstream_repeats` runs the
-    study with seeds `seed` ... `seed + downstream_repeats - 1` and pools them (`assessment_study`). Data made to teach an assessor
-    the score wants the score's effect stronger than samples judged for realism do: on the 21
-    KIMORE patients (3 runs x 3 study seeds) score guidance 4 lowered the assessor's error by 7.7 %
-    against 4.2 % at the model's 1.75, but sampling everything at 4 raised FID from 1.46 to 5.25."""
+    study with seeds `seed` ... `seed + downstream_repeats - 1` and pools them (`assessment_study`).
+    Data made to teach an assessor the score wants the score's effect stronger than samples judged
+    for realism do: on the 21 KIMORE patients (3 runs x 3 study seeds) score guidance 4 lowered the
+    assessor's error by 7.7 % against 4.2 % at the model's 1.75, but sampling everything at 4 raised
+    FID from 1.46 to 5.25."""
     if log_with:
         tracking.check(log_with)  # before the work, not after it
     if downstream_scores is not None and downstream_scores not in GEN_SCORES:

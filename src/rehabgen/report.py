@@ -298,7 +298,8 @@ def downstream_section(study: dict, out: Path) -> list[str]:
     md = ["## Downstream utility: rehabilitation assessment", "",
           f"An assessment network ({score} regression + exercise) trained under each condition in {study['k']} "
           f"subject-wise folds of the training subjects; RMSE in {score} points, mean ± std over folds"
-          + _pooled(study) + ", best per column in bold. Protocol in metrics.json (`downstream.protocol`, fold subjects in `downstream.folds`). "
+          + _pooled(study) + ", best per column in bold. Protocol in metrics.json (`downstream.protocol`, "
+          "fold subjects in `downstream.folds`). "
           "exercise-mean is the no-skill baseline (each exercise's mean training score): a condition that does not "
           "beat it has learned nothing from the motion that carries over to new subjects.", ""]
     if study.get("gen_scores") == "balanced":
