@@ -59,6 +59,15 @@ def scores_tag(downstream_scores: str | None) -> str:
     return "" if downstream_scores is None else f"_{downstream_scores}"
 
 
+def study_tag(assessor_seeds: int, score_guidance: float | None, repetition_guidance: float | None,
+              repeats: int) -> str:
+    """`_a3_sg4_r3`-style suffix of the downstream-study settings that differ from the defaults."""
+    return (("" if assessor_seeds == 1 else f"_a{assessor_seeds}")
+            + ("" if score_guidance is None else f"_sg{score_guidance:g}")
+            + ("" if repetition_guidance is None else f"_drg{repetition_guidance:g}")
+            + ("" if repeats == 1 else f"_r{repeats}"))
+
+
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
             folds: int, downstream_scores: str | None = None, sampler_options: dict | None = None,
             downstream: bool = True, downstream_seeds: int = 1, downstream_score_guidance: float | None = None,
@@ -74,9 +83,7 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
     drg = downstream_repetition_guidance if family == "diffusion" and downstream else None
     rep = run / (("report_test" if test_data else "report") + scores_tag(downstream_scores)
                  + sampler_tag(given) + ("" if downstream else "_nodownstream")
-                 + ("" if downstream_seeds == 1 or not downstream else f"_a{downstream_seeds}")
-                 + ("" if sg is None else f"_sg{sg:g}") + ("" if drg is None else f"_drg{drg:g}")
-                 + ("" if downstream_repeats == 1 or not downstream else f"_r{downstream_repeats}"))
+                 + (study_tag(downstream_seeds, sg, drg, downstream_repeats) if downstream else ""))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
         made = (res.get("downstream") or {}).get("gen_scores")
@@ -258,10 +265,8 @@ def main():
     md = "\n\n".join([head, table(results), kinematics_lines(results)])
     print(md)
     tag = (scores_tag(a.downstream_scores) + sampler_tag(options)
-           + ("" if a.downstream_seeds == 1 else f"_a{a.downstream_seeds}")
-           + ("" if a.downstream_score_guidance is None else f"_sg{a.downstream_score_guidance:g}")
-           + ("" if a.downstream_repetition_guidance is None else f"_drg{a.downstream_repetition_guidance:g}")
-           + ("" if a.downstream_repeats == 1 else f"_r{a.downstream_repeats}"))
+           + study_tag(a.downstream_seeds, a.downstream_score_guidance, a.downstream_repetition_guidance,
+                       a.downstream_repeats))
     (out / f"table{tag}.md").write_text(md + "\n")
     (out / f"results{tag}.json").write_text(json.dumps(results, indent=1, default=str))
 

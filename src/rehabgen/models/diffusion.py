@@ -111,17 +111,24 @@ def _dct_matrix(T: int) -> torch.Tensor:
     return C.float()
 
 
+def _drift_band(T: int, fps: float) -> torch.Tensor:
+    """(T,) bool: the DCT coefficients of a T-frame window slower than 0.1 Hz, the window's mean
+    (coefficient 0: the posture) left out."""
+    f = torch.arange(T, dtype=torch.float32) * fps / (2 * T)
+    return (f > 0) & (f < DRIFT_HZ)
+
+
 def band_scales(T: int, fps: float, g: float, drift: float | None, repetition: float | None) -> torch.Tensor | None:
     """Guidance scale per DCT coefficient of a T-frame window (T,), or None where every band has
     scale g. The window's mean (coefficient 0: the posture) keeps g; motion slower than 0.1 Hz
     (drift) gets `drift`, 0.1-0.5 Hz (repetitions) `repetition`, faster motion g; None = g."""
     if (drift is None or drift == g) and (repetition is None or repetition == g):
         return None
-    f = torch.arange(T, dtype=torch.float32) * fps / (2 * T)
     s = torch.full((T,), float(g))
     if drift is not None:
-        s[(f > 0) & (f < DRIFT_HZ)] = float(drift)
+        s[_drift_band(T, fps)] = float(drift)
     if repetition is not None:
+        f = torch.arange(T, dtype=torch.float32) * fps / (2 * T)
         s[(f >= DRIFT_HZ) & (f < REPETITION_HZ)] = float(repetition)
     s[0] = float(g)
     return s
@@ -140,9 +147,7 @@ def drift_noise(x: torch.Tensor, fps: float, tau: torch.Tensor) -> torch.Tensor:
     """Starting noise x (n, T, D) with its DCT coefficients over time below 0.1 Hz (not the
     window's mean) times tau (n,): a temperature for the slow band only. The deterministic
     solvers turn that part of the noise into the samples' drift (see `fit_drift_temperatures`)."""
-    T = x.shape[1]
-    f = torch.arange(T, dtype=torch.float32) * fps / (2 * T)
-    slow = ((f > 0) & (f < DRIFT_HZ)).to(x.device)
+    slow = _drift_band(x.shape[1], fps).to(x.device)
     if not slow.any() or bool((tau == 1).all()):
         return x
     ones = torch.ones((), device=x.device)
