@@ -108,11 +108,11 @@ def _ms(vals) -> str:
     return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
 
 
-def downstream_rmse(res: dict, condition: str, exercise: str | None = None) -> float | None:
+def downstream_rmse(res: dict, condition: str, exercise: str | None = None, key: str = "rmse") -> float | None:
     c = (res.get("downstream") or {}).get("conditions", {}).get(condition, {})
     side = c.get("held_out_test") or c.get("fold_test") or {}
     d = side.get("per_exercise", {}).get(exercise, {}) if exercise else side
-    r = d.get("rmse")
+    r = d.get(key)
     return None if r is None else r["mean"]
 
 
@@ -144,6 +144,16 @@ def table(results: dict[str, list[dict]]) -> str:
                 lines.append(f"| {name} ↓ | {_ms(allv)} | " + " | ".join("–" for _ in fams) + " |")
             else:
                 lines.append(f"| {name} ↓ | – | " + " | ".join(_ms(vals[f]) for f in fams) + " |")
+    for key, what, way in (("bias", "bias part of the RMSE", "↓"), ("within_r", "within-exercise r", "↑")):
+        for cond in ("real", "real+augmented", "real+generated", "tstr"):
+            vals = {f: [downstream_rmse(r, cond, key=key) for r in results[f]] for f in fams}
+            if not any(v is not None for vs in vals.values() for v in vs):
+                continue  # a study from before these columns
+            if cond in ("real", "real+augmented"):
+                allv = [v for vs in vals.values() for v in vs]
+                lines.append(f"| downstream {what}, {cond} {way} | {_ms(allv)} | " + " | ".join("–" for _ in fams) + " |")
+            else:
+                lines.append(f"| downstream {what}, {cond} {way} | – | " + " | ".join(_ms(vals[f]) for f in fams) + " |")
     if exercises:
         lines.append("| downstream: real+generated against real only (mean over runs) | – | "
                      + " | ".join(generated_gain(results[f], exercises) for f in fams) + " |")

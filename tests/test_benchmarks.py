@@ -84,6 +84,25 @@ def test_table_gives_mean_and_std_over_seeds_beside_the_real_reference(bench):
                     "-14.7 %, better on 1 of 1 exercises | +6.2 %, better on 0 of 1 exercises |")
 
 
+def test_table_gives_the_rmse_parts_when_the_study_has_them(bench):
+    """bias and within-exercise r rows per network condition; a study from before them adds none."""
+    def with_parts(rmse: dict, r: dict) -> dict:
+        res = _result(1.0, 2.0, rmse)
+        for c, side in res["downstream"]["conditions"].items():
+            side["held_out_test"].update(bias={"mean": rmse[c] / 2}, within_r={"mean": r[c]})
+        return res
+
+    res = {"diffusion": [with_parts({"real": 16.0, "real+generated": 14.0}, {"real": 0.0, "real+generated": 0.2}),
+                         with_parts({"real": 18.0, "real+generated": 15.0}, {"real": 0.1, "real+generated": 0.1})]}
+    md = bench.table(res).splitlines()
+    assert "| downstream within-exercise r, real ↑ | 0.050 ± 0.050 | – |" in md
+    assert "| downstream within-exercise r, real+generated ↑ | – | 0.150 ± 0.050 |" in md
+    assert "| downstream bias part of the RMSE, real+generated ↓ | – | 7.250 ± 0.250 |" in md
+    assert not any("within-exercise r, tstr" in line for line in md)  # no tstr in these studies
+    old = bench.table({"diffusion": [_result(1.0, 2.0, {"real": 16.0, "real+generated": 14.0})]})
+    assert "within-exercise" not in old and "bias part" not in old
+
+
 def test_study_seeds_get_their_own_report_folder(bench, tmp_path, monkeypatch):
     """--downstream-repeats 3 is another measurement than one study seed: report..._r3, not a reuse of report."""
     _plant(tmp_path, "vae", 0, "report", {"metrics": {}, "downstream": {"gen_scores": "balanced"}})

@@ -10,7 +10,7 @@ import pytest
 
 from rehabgen.data import Dataset
 from rehabgen.data.dataset import score_range
-from rehabgen.metrics.downstream import assessment_study, classic_augment
+from rehabgen.metrics.downstream import _scores, assessment_study, classic_augment
 from rehabgen.metrics.evaluator import Evaluator, data_key, eval_inputs, eval_inputs_from_positions, train_fcn
 
 from conftest import toy_dataset
@@ -102,7 +102,9 @@ def test_downstream_study_no_leak_oracle_beats_noise(split):
         want.append(np.sqrt(np.mean((np.array([prior[e] for e in ext]) - sct) ** 2)))
     base = a["conditions"]["exercise-mean"]["held_out_test"]
     assert base["rmse"]["mean"] == pytest.approx(np.mean(want), rel=1e-5) and hi > lo
-    assert np.isnan(base["accuracy"]["mean"])
+    assert np.isnan(base["accuracy"]["mean"]) and np.isnan(base["within_r"]["mean"])  # no ranking
+    # its error is all bias where each exercise's test scores are one value, and partly otherwise
+    assert 0 < base["bias"]["mean"] <= base["rmse"]["mean"] + 1e-9
     ho = a["conditions"]["tstr"]["held_out_test"]
     assert {"rmse", "mae", "rmse_unit", "accuracy", "per_exercise"} <= set(ho)
     assert b["conditions"]["tstr"]["held_out_test"]["rmse"]["mean"] > ho["rmse"]["mean"]
@@ -154,6 +156,32 @@ def test_downstream_assessor_seeds_score_every_initialisation(split):
     assert len(two["conditions"]["exercise-mean"]["held_out_test"]["rmse"]["runs"]) == 2
     with pytest.raises(ValueError, match="assessor_seeds must be >= 1, got 0"):
         assessment_study(tr, te, None, k=2, seed=0, steps=5, assessor_seeds=0)
+
+
+def test_downstream_error_splits_into_bias_and_within_exercise_ranking():
+    """Known answers: an assessor off by a constant per exercise has all its error in `bias` and
+    ranks perfectly (r = 1); reversed ranks give r = -1; constant predictions have no r; and
+    RMSE² = bias² + within-exercise error² on any predictions."""
+    t = np.array([0.2, 0.4, 0.6, 0.5, 0.7])
+    ex = np.array([0, 0, 0, 1, 1])
+    shifted = _scores(t + np.array([0.1, 0.1, 0.1, -0.2, -0.2]), t, ex, ex, 0, 50, ["A", "B"])
+    assert shifted["bias"] == pytest.approx(50 * np.sqrt((3 * 0.01 + 2 * 0.04) / 5))
+    assert shifted["bias"] == pytest.approx(shifted["rmse"]) and shifted["within_r"] == pytest.approx(1.0)
+    reversed_ = _scores(np.array([0.6, 0.4, 0.2, 0.7, 0.5]), t, ex, ex, 0, 50, ["A", "B"])
+    assert reversed_["within_r"] == pytest.approx(-1.0) and reversed_["bias"] == pytest.approx(0.0, abs=1e-12)
+    flat = _scores(np.full(5, 0.5), t, ex, ex, 0, 50, ["A", "B"])
+    assert np.isnan(flat["within_r"]) and flat["bias"] > 0
+    rng = np.random.default_rng(0)
+    p, u = rng.uniform(0, 1, 40), rng.uniform(0, 1, 40)
+    e = rng.integers(0, 3, 40)
+    u[3] = np.nan  # unscored sequences are left out of every part
+    s = _scores(p, u, e, e, 0, 50, ["A", "B", "C"])
+    ok = np.isfinite(u)
+    d = np.concatenate([(p[ok] - u[ok])[e[ok] == k] - (p[ok] - u[ok])[e[ok] == k].mean() for k in range(3)])
+    assert s["rmse"] ** 2 == pytest.approx(s["bias"] ** 2 + (50 * np.sqrt((d ** 2).mean())) ** 2)
+    pc = np.concatenate([p[ok][e[ok] == k] - p[ok][e[ok] == k].mean() for k in range(3)])
+    uc = np.concatenate([u[ok][e[ok] == k] - u[ok][e[ok] == k].mean() for k in range(3)])
+    assert s["within_r"] == pytest.approx(np.corrcoef(pc, uc)[0, 1])
 
 
 def test_classic_augment_keeps_shape_and_changes_values():
@@ -274,7 +302,7 @@ def test_evaluate_against_a_separate_test_folder(tiny_run, tmp_path, monkeypatch
     assert stable["jerk"]["min"] <= stable["jerk"]["mean"] <= stable["jerk"]["max"]
     md = (out / "report.md").read_text()
     assert f"test folder `{root / 'patients'}`" in md and "**" in md
-    assert "| condition | overall RMSE | Es1 | Es2 | Es3 | exercise accuracy |" in md
+    assert "| condition | overall RMSE | Es1 | Es2 | Es3 | bias | within-exercise r | exercise accuracy |" in md
     assert "Kinematic distances against a stable real reference" in md
     bands = saved["real_group_bands"]
     assert bands["n_splits"] == 200 and 0 <= bands["range_of_motion"]["all_within"] <= 1

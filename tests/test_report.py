@@ -23,21 +23,21 @@ def _leaf(m, s):
     return {"mean": m, "std": s, "runs": [m - s, m + s]}
 
 
-def _side(overall, per, acc):
+def _side(overall, per, acc, r=0.1):
     return {"rmse": _leaf(overall, 0.1), "mae": _leaf(0.8 * overall, 0.1), "rmse_unit": _leaf(overall / 40, 0.01),
-            "accuracy": _leaf(acc, 0.01), "per_exercise": {e: {"rmse": _leaf(v, 0.2), "mae": _leaf(0.8 * v, 0.2)}
+            "bias": _leaf(overall / 2, 0.1), "within_r": _leaf(r, 0.05), "accuracy": _leaf(acc, 0.01), "per_exercise": {e: {"rmse": _leaf(v, 0.2), "mae": _leaf(0.8 * v, 0.2)}
                                                            for e, v in per.items()}}
 
 
 def fake_study(held_out: bool = True) -> dict:
-    rows = {"real": (10.33, {"Es1": 8.0, "Es2": 12.5}, 0.95), "real+generated": (9.33, {"Es1": 8.5, "Es2": 10.1}, 0.97),
-            "real+augmented": (9.57, {"Es1": 8.2, "Es2": 10.9}, 0.96), "tstr": (11.1, {"Es1": 11.0, "Es2": 11.2}, 0.90),
-            "exercise-mean": (10.4, {"Es1": 9.0, "Es2": 11.8}, float("nan"))}
+    rows = {"real": (10.33, {"Es1": 8.0, "Es2": 12.5}, 0.95, 0.01), "real+generated": (9.33, {"Es1": 8.5, "Es2": 10.1}, 0.97, 0.14),
+            "real+augmented": (9.57, {"Es1": 8.2, "Es2": 10.9}, 0.96, 0.1), "tstr": (11.1, {"Es1": 11.0, "Es2": 11.2}, 0.90, -0.05),
+            "exercise-mean": (10.4, {"Es1": 9.0, "Es2": 11.8}, float("nan"), float("nan"))}
     conds = {}
-    for c, (o, per, acc) in rows.items():
-        conds[c] = {"fold_test": _side(o + 1, {e: v + 1 for e, v in per.items()}, acc - 0.1)}
+    for c, (o, per, acc, r) in rows.items():
+        conds[c] = {"fold_test": _side(o + 1, {e: v + 1 for e, v in per.items()}, acc - 0.1, r)}
         if held_out:
-            conds[c]["held_out_test"] = _side(o, per, acc)
+            conds[c]["held_out_test"] = _side(o, per, acc, r)
     return {"protocol": "p", "k": 3, "score": "TS", "score_range": [0, 50], "input_length": 64,
             "folds": [{"train_subjects": ["a"], "test_subjects": ["b"]}], "conditions": conds}
 
@@ -46,13 +46,14 @@ def test_downstream_table_marks_the_best_per_column(tmp_path):
     study = fake_study()
     assert downstream_side(study) == "held_out_test"
     lines = downstream_table(study, "held_out_test").splitlines()
-    assert lines[0] == "| condition | overall RMSE | Es1 | Es2 | exercise accuracy |"
-    assert lines[1] == "|---|---|---|---|---|"
+    assert lines[0] == "| condition | overall RMSE | Es1 | Es2 | bias | within-exercise r | exercise accuracy |"
+    assert lines[1] == "|---|---|---|---|---|---|---|"
     rows = {line.split(" | ")[0][2:]: line for line in lines[2:]}
     assert list(rows) == ["real", "real+generated", "real+augmented", "tstr", "exercise-mean"]
-    assert rows["exercise-mean"] == "| exercise-mean | 10.40 ± 0.10 | 9.00 ± 0.20 | 11.80 ± 0.20 | – |"
-    assert rows["real+generated"] == "| real+generated | **9.33 ± 0.10** | 8.50 ± 0.20 | **10.10 ± 0.20** | **0.970 ± 0.010** |"
-    assert rows["real"] == "| real | 10.33 ± 0.10 | **8.00 ± 0.20** | 12.50 ± 0.20 | 0.950 ± 0.010 |"
+    assert rows["exercise-mean"] == "| exercise-mean | 10.40 ± 0.10 | 9.00 ± 0.20 | 11.80 ± 0.20 | 5.20 ± 0.10 | – | – |"
+    assert rows["real+generated"] == ("| real+generated | **9.33 ± 0.10** | 8.50 ± 0.20 | **10.10 ± 0.20** | **4.67 ± 0.10** "
+                                      "| **0.140 ± 0.050** | **0.970 ± 0.010** |")
+    assert rows["real"] == "| real | 10.33 ± 0.10 | **8.00 ± 0.20** | 12.50 ± 0.20 | 5.17 ± 0.10 | 0.010 ± 0.050 | 0.950 ± 0.010 |"
     assert "**" not in rows["tstr"] and "**" not in rows["real+augmented"]
     md = "\n".join(downstream_section(study, tmp_path))
     assert (tmp_path / "downstream.png").stat().st_size > 0 and "![downstream](downstream.png)" in md
@@ -69,7 +70,9 @@ def test_downstream_without_test_subjects_uses_the_folds_and_says_so(tmp_path):
     assert downstream_side(study) == "fold_test"
     md = "\n".join(downstream_section(study, tmp_path))
     assert "There were no test subjects" in md and md.count("| condition |") == 1
-    assert "| real+generated | **10.33 ± 0.10** | 9.50 ± 0.20 | **11.10 ± 0.20** | **0.870 ± 0.010** |" in md
+    assert ("| real+generated | **10.33 ± 0.10** | 9.50 ± 0.20 | **11.10 ± 0.20** | **5.17 ± 0.10** | **0.140 ± 0.050** "
+            "| **0.870 ± 0.010** |") in md
+    assert "RMSE² = bias² + within-exercise error²" in md
     assert (tmp_path / "downstream.png").stat().st_size > 0
 
 

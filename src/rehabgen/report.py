@@ -233,12 +233,14 @@ def _columns(study: dict, side: str) -> list[str]:
 
 
 def downstream_table(study: dict, side: str) -> str:
-    """Conditions as rows; RMSE overall and per exercise, exercise accuracy as columns (mean ±
-    std over folds); the best value of each column in bold."""
+    """Conditions as rows; RMSE overall and per exercise, RMSE's bias part, the within-exercise
+    correlation and exercise accuracy as columns (mean ± std over folds); the best value of each
+    column in bold."""
     conds = {c: v[side] for c, v in study["conditions"].items() if side in v}
     cols = [("overall RMSE", ("rmse",), "lower")] + [(e, ("per_exercise", e, "rmse"), "lower")
                                                       for e in _columns(study, side)]
-    cols.append(("exercise accuracy", ("accuracy",), "higher"))
+    cols += [("bias", ("bias",), "lower"), ("within-exercise r", ("within_r",), "higher"),
+             ("exercise accuracy", ("accuracy",), "higher")]
 
     def get(d, path):
         for k in path:
@@ -257,7 +259,8 @@ def downstream_table(study: dict, side: str) -> str:
             if not d or not np.isfinite(d["mean"]):
                 cells.append("–")
                 continue
-            txt = f"{d['mean']:.3f} ± {d['std']:.3f}" if name == "exercise accuracy" else f"{d['mean']:.2f} ± {d['std']:.2f}"
+            txt = (f"{d['mean']:.3f} ± {d['std']:.3f}" if name in ("exercise accuracy", "within-exercise r")
+                   else f"{d['mean']:.2f} ± {d['std']:.2f}")
             cells.append(f"**{txt}**" if d["mean"] == best[name] else txt)
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -301,7 +304,11 @@ def downstream_section(study: dict, out: Path) -> list[str]:
           + _pooled(study) + ", best per column in bold. Protocol in metrics.json (`downstream.protocol`, "
           "fold subjects in `downstream.folds`). "
           "exercise-mean is the no-skill baseline (each exercise's mean training score): a condition that does not "
-          "beat it has learned nothing from the motion that carries over to new subjects.", ""]
+          "beat it has learned nothing from the motion that carries over to new subjects. "
+          f"RMSE² = bias² + within-exercise error²: *bias* ({score} points) is how far each exercise's mean "
+          "prediction sits from its mean truth; *within-exercise r* is the correlation of predictions and truths "
+          "once each exercise's means are removed, i.e. whether the assessor ranks new subjects within an "
+          "exercise (0: it does not; the baseline has no ranking).", ""]
     if study.get("gen_scores") == "balanced":
         md += [f"Generated data: conditioned on {score} values drawn uniformly over each exercise's training range "
                "(balanced scores: the model family's default or `--downstream-scores balanced`), labelled with "

@@ -12,7 +12,10 @@ The last is the no-skill baseline: an assessor that does not beat it has learned
 the motion that carries over to new subjects (on the 21 real KIMORE patients, 3 folds of ~57
 training recordings, the real-only FCN is 20 % worse than it: it overfits).
 Each fold model is tested on the fold's held-out subjects and on the held-out test subjects of
-the run. Only the latter is fully honest: the generator saw every training subject, so its
+the run. Besides RMSE, each test reports its two parts: `bias` (how far each exercise's mean
+prediction is from its mean truth) and `within_r` (the correlation of predictions and truths
+within each exercise, i.e. whether the assessor ranks new patients at all; the baseline has
+none). On the 21 KIMORE patients the real-only FCN ranks test patients at chance (r ≈ 0). Only the latter is fully honest: the generator saw every training subject, so its
 samples may carry information about a fold's held-out subjects. Mean ± std over folds (and over
 `assessor_seeds` initialisations of each fold's networks: on the 21 KIMORE patients another
 study seed, i.e. other folds and initialisations, moved real + generated against real only from
@@ -58,12 +61,32 @@ def _predict(net, x):
     return np.clip(out[:, 0], 0, 1), out[:, 1:].argmax(-1)
 
 
+def _within_exercise(pred_u, true_u, true_ex) -> tuple[float, float]:
+    """(bias, r) in the unit scale. RMSE² = bias² + within-exercise error², where bias² is the
+    sequence-weighted mean of (mean prediction − mean truth)² per exercise and r is the Pearson
+    correlation of predictions and truths after removing each exercise's means: whether the
+    assessor ranks new patients within an exercise (r > 0) or only moves its level. NaN r when
+    the predictions or truths do not vary within exercises (the no-skill baseline's)."""
+    p, t = np.array(pred_u, np.float64), np.array(true_u, np.float64)
+    bias2 = 0.0
+    for e in np.unique(true_ex):
+        s = true_ex == e
+        bias2 += (p[s].mean() - t[s].mean()) ** 2 * s.sum()
+        p[s] -= p[s].mean()
+        t[s] -= t[s].mean()
+    sp, st = np.sqrt((p ** 2).mean()), np.sqrt((t ** 2).mean())
+    r = float((p * t).mean() / (sp * st)) if sp > 1e-9 and st > 1e-9 else float("nan")
+    return float(np.sqrt(bias2 / len(p))), r
+
+
 def _scores(pred_u, true_u, pred_ex, true_ex, lo, hi, exercises) -> dict:
     ok = np.isfinite(true_u)
     err = (pred_u - true_u)[ok]
+    bias, r = _within_exercise(pred_u[ok], true_u[ok], true_ex[ok]) if ok.any() else (float("nan"), float("nan"))
     res = {"rmse": float(np.sqrt((err ** 2).mean()) * (hi - lo)) if ok.any() else float("nan"),
            "mae": float(np.abs(err).mean() * (hi - lo)) if ok.any() else float("nan"),
            "rmse_unit": float(np.sqrt((err ** 2).mean())) if ok.any() else float("nan"),
+           "bias": bias * (hi - lo), "within_r": r,
            "accuracy": float((pred_ex == true_ex).mean()), "per_exercise": {}}
     for e, name in enumerate(exercises):
         sel = ok & (true_ex == e)
