@@ -12,14 +12,16 @@ The last is the no-skill baseline: an assessor that does not beat it has learned
 the motion that carries over to new subjects (on the 21 real KIMORE patients, 3 folds of ~57
 training recordings, the real-only FCN is 20 % worse than it: it overfits).
 Each fold model is tested on the fold's held-out subjects and on the held-out test subjects of
-the run. Besides RMSE, each test reports its two parts: `bias` (how far each exercise's mean
-prediction is from its mean truth) and `within_r` (the correlation of predictions and truths
-within each exercise, i.e. whether the assessor ranks new patients at all; the baseline has
-none). On the 21 KIMORE patients the real-only FCN ranks test patients at chance (r ≈ 0). Only the latter is fully honest: the generator saw every training subject, so its
+the run. Only the latter is fully honest: the generator saw every training subject, so its
 samples may carry information about a fold's held-out subjects. Mean ± std over folds (and over
 `assessor_seeds` initialisations of each fold's networks: on the 21 KIMORE patients another
 study seed, i.e. other folds and initialisations, moved real + generated against real only from
 −10 % to −3 % on the same 3 generator runs).
+Besides RMSE, each test reports its two parts: `bias` (how far each exercise's mean prediction
+is from its mean truth) and `within_r` (the correlation of predictions and truths within each
+exercise, i.e. whether the assessor ranks new patients at all; the baseline has none). On the
+21 KIMORE patients (5 runs, held-out patients) the real-only FCN barely ranks them (r 0.07);
+with generated data r 0.18 and the bias 6.8 TS against 7.6.
 """
 
 from __future__ import annotations
