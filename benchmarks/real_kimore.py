@@ -108,7 +108,9 @@ def _ms(vals) -> str:
     return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
 
 
-def downstream_rmse(res: dict, condition: str, exercise: str | None = None, key: str = "rmse") -> float | None:
+def downstream_value(res: dict, condition: str, exercise: str | None = None, key: str = "rmse") -> float | None:
+    """The mean of one downstream result (`key`: rmse, bias, within_r) of a condition on the
+    held-out test subjects (else the folds), overall or for one exercise; None where absent."""
     c = (res.get("downstream") or {}).get("conditions", {}).get(condition, {})
     side = c.get("held_out_test") or c.get("fold_test") or {}
     d = side.get("per_exercise", {}).get(exercise, {}) if exercise else side
@@ -135,25 +137,20 @@ def table(results: dict[str, list[dict]]) -> str:
                          f"| {_ms(stable)} | " + " | ".join(ratios) + " |")
     exercises = sorted((first.get("downstream") or {}).get("conditions", {}).get("real", {})
                        .get("held_out_test", {}).get("per_exercise", {}))
-    for cond in ("exercise-mean", "real", "real+augmented", "real+generated", "tstr"):
-        for e in [None, *exercises]:
-            name = f"downstream TS RMSE, {cond}" + (f", {e}" if e else "")
-            vals = {f: [downstream_rmse(r, cond, e) for r in results[f]] for f in fams}
-            if cond in ("exercise-mean", "real", "real+augmented"):  # the same for every family: reference columns
-                allv = [v for vs in vals.values() for v in vs]
-                lines.append(f"| {name} ↓ | {_ms(allv)} | " + " | ".join("–" for _ in fams) + " |")
-            else:
-                lines.append(f"| {name} ↓ | – | " + " | ".join(_ms(vals[f]) for f in fams) + " |")
-    for key, what, way in (("bias", "bias part of the RMSE", "↓"), ("within_r", "within-exercise r", "↑")):
-        for cond in ("real", "real+augmented", "real+generated", "tstr"):
-            vals = {f: [downstream_rmse(r, cond, key=key) for r in results[f]] for f in fams}
-            if not any(v is not None for vs in vals.values() for v in vs):
-                continue  # a study from before these columns
-            if cond in ("real", "real+augmented"):
-                allv = [v for vs in vals.values() for v in vs]
-                lines.append(f"| downstream {what}, {cond} {way} | {_ms(allv)} | " + " | ".join("–" for _ in fams) + " |")
-            else:
-                lines.append(f"| downstream {what}, {cond} {way} | – | " + " | ".join(_ms(vals[f]) for f in fams) + " |")
+    def study_row(name: str, cond: str, exercise: str | None = None, key: str = "rmse") -> str | None:
+        vals = {f: [downstream_value(r, cond, exercise, key) for r in results[f]] for f in fams}
+        if not any(v is not None for vs in vals.values() for v in vs):
+            return None  # a study from before this result
+        if cond in ("exercise-mean", "real", "real+augmented"):  # the same for every family: reference columns
+            return f"| {name} | {_ms([v for vs in vals.values() for v in vs])} | " + " | ".join("–" for _ in fams) + " |"
+        return f"| {name} | – | " + " | ".join(_ms(vals[f]) for f in fams) + " |"
+
+    rows = [study_row(f"downstream TS RMSE, {cond}" + (f", {e}" if e else "") + " ↓", cond, e)
+            for cond in ("exercise-mean", "real", "real+augmented", "real+generated", "tstr") for e in [None, *exercises]]
+    rows += [study_row(f"downstream {what}, {cond} {way}", cond, key=key)
+             for key, what, way in (("bias", "bias part of the RMSE", "↓"), ("within_r", "within-exercise r", "↑"))
+             for cond in ("real", "real+augmented", "real+generated", "tstr")]
+    lines += [row for row in rows if row]
     if exercises:
         lines.append("| downstream: real+generated against real only (mean over runs) | – | "
                      + " | ".join(generated_gain(results[f], exercises) for f in fams) + " |")
@@ -164,7 +161,7 @@ def generated_gain(rs: list[dict], exercises: list[str]) -> str:
     """`−8.3 %, better on 5 of 5 exercises`: the runs' mean real+generated RMSE against their
     mean real-only RMSE, overall and per exercise (the issue's downstream target)."""
     def mean(cond, e=None):
-        v = [downstream_rmse(r, cond, e) for r in rs]
+        v = [downstream_value(r, cond, e) for r in rs]
         return np.mean(v) if v and None not in v else None
 
     real, gen = mean("real"), mean("real+generated")
