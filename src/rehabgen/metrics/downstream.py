@@ -83,11 +83,12 @@ def _within_exercise(pred_u, true_u, true_ex) -> tuple[float, float]:
 
 def _scores(pred_u, true_u, pred_ex, true_ex, lo, hi, exercises) -> dict:
     ok = np.isfinite(true_u)
-    err = (pred_u - true_u)[ok]
-    bias, r = _within_exercise(pred_u[ok], true_u[ok], true_ex[ok]) if ok.any() else (float("nan"), float("nan"))
-    res = {"rmse": float(np.sqrt((err ** 2).mean()) * (hi - lo)) if ok.any() else float("nan"),
-           "mae": float(np.abs(err).mean() * (hi - lo)) if ok.any() else float("nan"),
-           "rmse_unit": float(np.sqrt((err ** 2).mean())) if ok.any() else float("nan"),
+    rmse = mae = bias = r = float("nan")  # no scored sequence: nothing to measure
+    if ok.any():
+        err = (pred_u - true_u)[ok]
+        rmse, mae = float(np.sqrt((err ** 2).mean())), float(np.abs(err).mean())
+        bias, r = _within_exercise(pred_u[ok], true_u[ok], true_ex[ok])
+    res = {"rmse": rmse * (hi - lo), "mae": mae * (hi - lo), "rmse_unit": rmse,
            "bias": bias * (hi - lo), "within_r": r,
            "accuracy": float((pred_ex == true_ex).mean()), "per_exercise": {}}
     for e, name in enumerate(exercises):
