@@ -60,18 +60,20 @@ def scores_tag(downstream_scores: str | None) -> str:
 
 
 def study_tag(assessor_seeds: int, score_guidance: float | None, repetition_guidance: float | None,
-              repeats: int) -> str:
-    """`_a3_sg4_r3`-style suffix of the downstream-study settings that differ from the defaults."""
+              repeats: int, per_real: int = 1) -> str:
+    """`_a3_sg4_r3_p3`-style suffix of the downstream-study settings that differ from the defaults."""
     return (("" if assessor_seeds == 1 else f"_a{assessor_seeds}")
             + ("" if score_guidance is None else f"_sg{score_guidance:g}")
             + ("" if repetition_guidance is None else f"_drg{repetition_guidance:g}")
-            + ("" if repeats == 1 else f"_r{repeats}"))
+            + ("" if repeats == 1 else f"_r{repeats}")
+            + ("" if per_real == 1 else f"_p{per_real}"))
 
 
 def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data: str | None, repeats: int,
             folds: int, downstream_scores: str | None = None, sampler_options: dict | None = None,
             downstream: bool = True, downstream_seeds: int = 1, downstream_score_guidance: float | None = None,
-            downstream_repetition_guidance: float | None = None, downstream_repeats: int = 1) -> dict:
+            downstream_repetition_guidance: float | None = None, downstream_repeats: int = 1,
+            downstream_per_real: int = 1) -> dict:
     run = out / f"{family}_s{seed}"
     if not (run / "model" / "model.json").is_file():
         resume = (run / "checkpoint").is_dir()
@@ -83,7 +85,8 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
     drg = downstream_repetition_guidance if family == "diffusion" and downstream else None
     rep = run / (("report_test" if test_data else "report") + scores_tag(downstream_scores)
                  + sampler_tag(given) + ("" if downstream else "_nodownstream")
-                 + (study_tag(downstream_seeds, sg, drg, downstream_repeats) if downstream else ""))
+                 + (study_tag(downstream_seeds, sg, drg, downstream_repeats, downstream_per_real)
+                    if downstream else ""))
     if (rep / "metrics.json").is_file():
         res = json.loads((rep / "metrics.json").read_text())
         made = (res.get("downstream") or {}).get("gen_scores")
@@ -96,7 +99,8 @@ def run_one(data: str, family: str, seed: int, steps: int, out: Path, test_data:
         res = evaluate_run(run, data, rep, seed=seed, repeats=repeats, folds=folds, test_data=test_data,
                            downstream_scores=downstream_scores, sampler=sampler, downstream=downstream,
                            downstream_seeds=downstream_seeds, downstream_score_guidance=sg,
-                           downstream_repetition_guidance=drg, downstream_repeats=downstream_repeats)
+                           downstream_repetition_guidance=drg, downstream_repeats=downstream_repeats,
+                           downstream_per_real=downstream_per_real)
     res["train_seconds"] = train_s
     return res
 
@@ -243,6 +247,8 @@ def main():
                     help="repetition guidance of the diffusion runs' downstream generated data (report..._drgR)")
     ap.add_argument("--downstream-repeats", type=int, default=1,
                     help="study seeds per run: the study with seeds seed, seed+1, ..., pooled (report..._rN)")
+    ap.add_argument("--downstream-per-real", type=int, default=1,
+                    help="generated and augmented sequences per real one in the study, half the mix real (report..._pN)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     options = {k: getattr(a, k) for k in SAMPLER_TAGS}
@@ -257,13 +263,15 @@ def main():
                                                        a.folds, a.downstream_scores, options,
                                                        not a.no_downstream, a.downstream_seeds,
                                                        a.downstream_score_guidance,
-                                                       a.downstream_repetition_guidance, a.downstream_repeats))
+                                                       a.downstream_repetition_guidance, a.downstream_repeats,
+                                                       a.downstream_per_real))
     head = (f"Measured {date.today()}, {platform.processor() or platform.machine()}, {a.threads} threads, "
             f"data {a.data}, {a.steps} steps per run, seeds {a.seeds} (others {a.other_seeds or a.seeds}"
             f"{'; ' + ', '.join(a.seeds_of) if a.seeds_of else ''}), "
             f"{'test set ' + a.test_data if a.test_data else 'each run held out its own subjects'}; "
             f"downstream generated data: {a.downstream_scores or 'the family default'} scores, "
-            f"{a.downstream_seeds} assessor seed(s), {a.downstream_repeats} study seed(s) per run"
+            f"{a.downstream_seeds} assessor seed(s), {a.downstream_repeats} study seed(s) per run, "
+            f"{a.downstream_per_real} generated per real sequence"
             f"{'' if a.downstream_score_guidance is None else f', score guidance {a.downstream_score_guidance:g}'}"
             f"{'' if a.downstream_repetition_guidance is None else f', repetition guidance {a.downstream_repetition_guidance:g}'}; "
             + "".join(f"diffusion {k.replace('_', ' ')} {v:g}; " for k, v in options.items() if v is not None)
@@ -273,7 +281,7 @@ def main():
     print(md)
     tag = (scores_tag(a.downstream_scores) + sampler_tag(options)
            + study_tag(a.downstream_seeds, a.downstream_score_guidance, a.downstream_repetition_guidance,
-                       a.downstream_repeats))
+                       a.downstream_repeats, a.downstream_per_real))
     (out / f"table{tag}.md").write_text(md + "\n")
     (out / f"results{tag}.json").write_text(json.dumps(results, indent=1, default=str))
 

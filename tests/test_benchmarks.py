@@ -104,7 +104,8 @@ def test_table_gives_the_rmse_parts_when_the_study_has_them(bench):
 
 
 def test_study_seeds_get_their_own_report_folder(bench, tmp_path, monkeypatch):
-    """--downstream-repeats 3 is another measurement than one study seed: report..._r3, not a reuse of report."""
+    """--downstream-repeats 3 is another measurement than one study seed: report..._r3, not a reuse of
+    report; three generated per real one (--downstream-per-real 3) is report..._p3."""
     _plant(tmp_path, "vae", 0, "report", {"metrics": {}, "downstream": {"gen_scores": "balanced"}})
     calls = []
 
@@ -115,3 +116,8 @@ def test_study_seeds_get_their_own_report_folder(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "evaluate_run", fake_evaluate)
     bench.run_one("data", "vae", 0, 10, tmp_path, None, 1, 3, downstream_repeats=3)
     assert calls == [("report_r3", 3)]
+    calls.clear()
+    monkeypatch.setattr(bench, "evaluate_run", lambda run, data, rep, **kw: calls.append(
+        (Path(rep).name, kw["downstream_per_real"])) or {"metrics": {}, "downstream": {"gen_scores": "balanced"}})
+    bench.run_one("data", "vae", 0, 10, tmp_path, None, 1, 3, downstream_repeats=3, downstream_per_real=3)
+    assert calls == [("report_r3_p3", 3)]

@@ -238,8 +238,8 @@ def test_distill_writes_a_run_folder_the_other_commands_use(run_dir, data, tmp_p
 
 
 def test_evaluate_passes_downstream_repeats_on(run_dir, data, tmp_path, monkeypatch):
-    """--downstream-repeats reaches the evaluation (what it pools: test_evaluation's repeats test);
-    0 is refused before any work."""
+    """--downstream-repeats and --downstream-per-real reach the evaluation (what they do:
+    test_evaluation's tests); 0 is refused before any work."""
     import rehabgen.evaluate
 
     got = {}
@@ -253,3 +253,8 @@ def test_evaluate_passes_downstream_repeats_on(run_dir, data, tmp_path, monkeypa
     assert r.exit_code == 2 and "error: stop here" in r.output and got["downstream_repeats"] == 3
     r = run("evaluate", run_dir, "--data", data, "--out", tmp_path / "rep2", "--downstream-repeats", 0)
     assert r.exit_code != 0 and "--downstream-repeats" in r.output
+    assert got["downstream_per_real"] == 1
+    r = run("evaluate", run_dir, "--data", data, "--out", tmp_path / "rep3", "--downstream-per-real", 3)
+    assert r.exit_code == 2 and got["downstream_per_real"] == 3
+    r = run("evaluate", run_dir, "--data", data, "--out", tmp_path / "rep4", "--downstream-per-real", 0)
+    assert r.exit_code != 0 and "--downstream-per-real" in r.output

@@ -158,6 +158,42 @@ def test_downstream_assessor_seeds_score_every_initialisation(split):
         assessment_study(tr, te, None, k=2, seed=0, steps=5, assessor_seeds=0)
 
 
+def test_downstream_per_real_widens_the_pool_and_keeps_half_real(split, monkeypatch):
+    """n_gen_per_real=3: three generated (and three augmented) sequences per real one, the real
+    ones repeated three times, so half of what every mixed assessor trains on is real and its real
+    half is the real-only assessor's data; TSTR trains on all three; below 1 is refused."""
+    from rehabgen.metrics import downstream as D
+
+    tr, te = split
+    asked, fits = [], []
+    real_fit = D._train_assessor
+
+    def gen(exs, scores, seed):
+        asked.append(list(exs))
+        rng = np.random.default_rng(len(asked))
+        return np.stack([tr.sequences[0].positions[:40]] * len(exs)) + rng.normal(0, 0.01, (len(exs), 40, 25, 3))
+
+    def spy(x, ex, u, n_ex, steps, seed, device=None):
+        fits.append(x)
+        return real_fit(x, ex, u, n_ex, steps, seed, device)
+
+    monkeypatch.setattr(D, "_train_assessor", spy)
+    st = assessment_study(tr, te, gen, k=2, seed=0, steps=2, n_gen_per_real=3)
+    assert asked[0] == [s.exercise for s in tr.sequences for _ in range(3)]
+    # per fold, in order: real, real+generated, real+augmented, tstr
+    for f in range(2):
+        real, mixed, augmented, tstr = fits[4 * f: 4 * f + 4]
+        n = len(real)
+        assert len(mixed) == len(augmented) == 6 * n and len(tstr) == 3 * n
+        np.testing.assert_array_equal(mixed[:3 * n], np.repeat(real, 3, 0))
+        np.testing.assert_array_equal(augmented[:3 * n], np.repeat(real, 3, 0))
+        third = augmented[3 * n:].reshape(3, n, *real.shape[1:])  # three different augmentations
+        assert not np.allclose(third[0], third[1])
+    assert st["n_gen_per_real"] == 3
+    with pytest.raises(ValueError, match="n_gen_per_real must be >= 1, got 0"):
+        assessment_study(tr, te, gen, k=2, seed=0, steps=2, n_gen_per_real=0)
+
+
 def test_downstream_error_splits_into_bias_and_within_exercise_ranking():
     """Known answers: an assessor off by a constant per exercise has all its error in `bias` and
     ranks perfectly (r = 1); reversed ranks give r = -1; constant predictions have no r; and

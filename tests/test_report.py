@@ -63,6 +63,10 @@ def test_downstream_table_marks_the_best_per_column(tmp_path):
     pooled = "\n".join(downstream_section({**study, "assessor_seeds": 3, "repeats": 2}, tmp_path))
     assert ("mean ± std over folds × 3 assessor initialisations × 2 study seeds (other folds and generated data), "
             "best per column") in pooled
+    assert "per real one" not in md and "per real one" not in pooled
+    wide = "\n".join(downstream_section({**study, "n_gen_per_real": 3}, tmp_path))
+    assert ("3 generated (and 3 augmented) sequences per real one, each real sequence counted 3 times: half of "
+            "what every mixed assessor trains on is real") in wide
 
 
 def test_downstream_without_test_subjects_uses_the_folds_and_says_so(tmp_path):

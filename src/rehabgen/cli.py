@@ -1013,6 +1013,10 @@ def evaluate_cmd(
                                            help="The whole downstream study this many times, with study seeds --seed, "
                                                 "--seed + 1, ... (other folds, generated data and initialisations), "
                                                 "pooled: one study seed moves the result more than assessor seeds do."),
+    downstream_per_real: int = typer.Option(1, "--downstream-per-real", min=1,
+                                            help="Generated (and augmented) sequences per real training sequence in "
+                                                 "the study; the real ones count as many times, so the mix stays "
+                                                 "half real and a larger value only widens the generated pool."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion solver steps for sampling [default: the model's]."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Diffusion sampler: dpm, ddim, ddpm, or distilled (a `rehabgen distill` run) [default: the model's]."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale [default: the model's]."),
@@ -1083,7 +1087,7 @@ def evaluate_cmd(
                            device=dev, precision=precision, log_with=log_with, downstream_seeds=downstream_seeds,
                            downstream_score_guidance=downstream_score_guidance,
                            downstream_repetition_guidance=downstream_repetition_guidance,
-                           downstream_repeats=downstream_repeats)
+                           downstream_repeats=downstream_repeats, downstream_per_real=downstream_per_real)
     except (DataError, ModelError) as e:
         fail(str(e))
     print(metrics_table(res["metrics"]))

@@ -216,7 +216,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                  downstream_scores: str | None = None, sampler: SamplerOptions | None = None,
                  device: str = "cpu", precision: str = "fp32", log_with: str | None = None,
                  downstream_seeds: int = 1, downstream_score_guidance: float | None = None,
-                 downstream_repetition_guidance: float | None = None, downstream_repeats: int = 1) -> dict:
+                 downstream_repetition_guidance: float | None = None, downstream_repeats: int = 1,
+                 downstream_per_real: int = 1) -> dict:
     """Evaluate a run; writes metrics.json, report.md, plots and a GIF into `out`; returns metrics.json's content.
 
     `data` is the folder the run was trained on (its training subjects come from the run's
@@ -228,7 +229,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
     (`study_settings`: for diffusion balanced scores, score guidance 4, repetition guidance 2.5);
     `downstream_scores`, `downstream_score_guidance` and `downstream_repetition_guidance` override
     it, and the rest of the evaluation keeps `sampler`'s settings. `downstream_repeats` runs the
-    study with seeds `seed` ... `seed + downstream_repeats - 1` and pools them (`assessment_study`).
+    study with seeds `seed` ... `seed + downstream_repeats - 1` and pools them (`assessment_study`);
+    `downstream_per_real` generated (and augmented) sequences per real one, half of the mix real.
     Data made to teach an assessor the score wants the score's effect stronger than samples judged
     for realism do: on the 21 KIMORE patients (3 runs x 3 study seeds) score guidance 4 lowered the
     assessor's error by 7.7 % against 4.2 % at the model's 1.75, but sampling everything at 4 raised
@@ -319,7 +321,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
 
         study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name, device=device,
                                  progress=progress, gen_scores=study_scores, assessor_seeds=downstream_seeds,
-                                 repeats=downstream_repeats,
+                                 repeats=downstream_repeats, n_gen_per_real=downstream_per_real,
                                  **({"steps": downstream_steps} if downstream_steps else {}))
         study["sampler"] = None if ds_options is None else ds_options.given()
 
@@ -344,6 +346,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
                                      "device": str(device), "precision": model.precision,
                                      "downstream_scores": study_scores if downstream else downstream_scores,
                                      "downstream_seeds": downstream_seeds, "downstream_repeats": downstream_repeats,
+                                     "downstream_per_real": downstream_per_real,
                                      "downstream_score_guidance": downstream_score_guidance,
                                      "downstream_repetition_guidance": downstream_repetition_guidance,
                                      "downstream_sampler": (None if not downstream or ds_options is None

@@ -313,6 +313,10 @@ def downstream_section(study: dict, out: Path) -> list[str]:
         md += [f"Generated data: conditioned on {score} values drawn uniformly over each exercise's training range "
                "(balanced scores: the model family's default or `--downstream-scores balanced`), labelled with "
                "them.", ""]
+    per = study.get("n_gen_per_real", 1)
+    if per > 1:
+        md += [f"{per} generated (and {per} augmented) sequences per real one, each real sequence counted {per} "
+               "times: half of what every mixed assessor trains on is real (`--downstream-per-real`).", ""]
     so = study.get("sampler") or {}
     named = (("score_guidance", "score guidance"), ("repetition_guidance", "repetition guidance"))
     scales = [f"{name} {so[k]:g}" for k, name in named if so.get(k) is not None]

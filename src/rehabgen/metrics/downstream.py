@@ -6,6 +6,8 @@ fold's training subjects under four conditions:
   real             real sequences only;
   real+generated   plus one generated sequence per real one, conditioned on its exercise and score;
   real+augmented   plus one classic augmentation per real one (jitter, time-warp, scaling);
+                   (`n_gen_per_real` n: n of either per real one, each real one counted n times,
+                   so half the mix stays real; on KIMORE 3 gave no gain over 1: see the README)
   tstr             generated sequences only (train on synthetic, test on real);
   exercise-mean    no network: each exercise's mean training score (real sequences of the fold).
 The last is the no-skill baseline: an assessor that does not beat it has learned nothing from
@@ -55,6 +57,13 @@ def classic_augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _train_assessor(x, ex, u, n_ex, steps, seed, device=None):
     """FCN with a score head and an exercise head; u (n,) in [0,1] or NaN (ignored)."""
     return train_fcn(x, steps, seed, labels=ex, n_classes=n_ex, scores=u, score_weight=4.0, device=device)
+
+
+def _half_real(x, ex, u, x2, ex2, u2, n: int):
+    """Real sequences (each n times) then n extra ones per real one: whatever n, half of what
+    the assessor draws is real, and a larger n only widens the pool the other half comes from."""
+    return (np.concatenate([np.repeat(x, n, 0), x2]), np.concatenate([np.repeat(ex, n), ex2]),
+            np.concatenate([np.repeat(u, n), u2]))
 
 
 def _predict(net, x):
@@ -144,6 +153,8 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
         raise ValueError(f"assessor_seeds must be >= 1, got {assessor_seeds}")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if n_gen_per_real < 1:
+        raise ValueError(f"n_gen_per_real must be >= 1, got {n_gen_per_real}")
     results, fold_info = None, []
     for r in range(repeats):
         res, info, (lo, hi), ex_names = _one_study(
@@ -155,8 +166,8 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
         fold_info += [{**f, "study_seed": seed + r} for f in info] if repeats > 1 else info
     summary = {c: {side: _aggregate(runs) for side, runs in v.items() if runs} for c, v in results.items()}
     return {"protocol": __doc__.strip(), "k": k, "score": score_name, "gen_scores": gen_scores,
-            "assessor_seeds": assessor_seeds, "repeats": repeats, "score_range": [lo, hi],
-            "exercises": list(ex_names), "input_length": EVAL_LENGTH, "folds": fold_info, "conditions": summary}
+            "assessor_seeds": assessor_seeds, "repeats": repeats, "n_gen_per_real": n_gen_per_real,
+            "score_range": [lo, hi], "exercises": list(ex_names), "input_length": EVAL_LENGTH, "folds": fold_info, "conditions": summary}
 
 
 def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, score_name, progress, gen_scores,
@@ -195,7 +206,8 @@ def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, scor
         ug = (gen_sc - lo) / (hi - lo)  # the generated sequences' own labels
         gen_of = reps
     rng = np.random.default_rng(seed)
-    xa = classic_augment(x, rng)
+    xa = np.concatenate([classic_augment(x, rng) for _ in range(n_gen_per_real)])
+    aug_of = np.tile(np.arange(len(train_ds)), n_gen_per_real)  # xa[i] augments x[aug_of[i]]
     results = {c: {"fold_test": [], "held_out_test": []} for c in conditions}
     fold_info = []
     it = enumerate(folds)
@@ -224,15 +236,14 @@ def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, scor
             if c == "real":
                 X, E, U = x[tr], ex[tr], u[tr]
             elif c == "real+augmented":
-                X, E, U = np.concatenate([x[tr], xa[tr]]), np.concatenate([ex[tr], ex[tr]]), np.concatenate([u[tr], u[tr]])
+                a_sel = np.concatenate([tr + j * len(train_ds) for j in range(n_gen_per_real)])
+                X, E, U = _half_real(x[tr], ex[tr], u[tr], xa[a_sel], ex[aug_of[a_sel]], u[aug_of[a_sel]], n_gen_per_real)
             else:
                 g_sel = np.flatnonzero(np.isin(gen_of, tr))
                 if c == "tstr":
                     X, E, U = xg[g_sel], ex[gen_of[g_sel]], ug[g_sel]
                 else:
-                    X = np.concatenate([x[tr], xg[g_sel]])
-                    E = np.concatenate([ex[tr], ex[gen_of[g_sel]]])
-                    U = np.concatenate([u[tr], ug[g_sel]])
+                    X, E, U = _half_real(x[tr], ex[tr], u[tr], xg[g_sel], ex[gen_of[g_sel]], ug[g_sel], n_gen_per_real)
             for r in range(assessor_seeds):
                 net = _train_assessor(z(X), E, U, len(ex_names), steps, seed + 17 * f + 1009 * r, device)
                 pu, pe = _predict(net, z(x[te]))
