@@ -378,6 +378,9 @@ def test_downstream_data_is_made_as_the_family_says_unless_told(tiny_run, tmp_pa
     with pytest.raises(ValueError, match="downstream_scores must be 'matched' or 'balanced', got 'best'"):
         E.evaluate_run(root / "run", root / "train", tmp_path / "c", downstream_scores="best", **kw)
     assert not (tmp_path / "c").exists()
+    with pytest.raises(ValueError, match="downstream_per_real must be >= 1, got 0"):
+        E.evaluate_run(root / "run", root / "train", tmp_path / "d", downstream_per_real=0, **kw)
+    assert not (tmp_path / "d").exists()
     assert get_family("gan").study_defaults == {"scores": "matched"}  # measured: balanced did not help it
     assert get_family("vae").study_defaults == {"scores": "balanced"}
     student = E.load_model(root / "run", "cpu", "fp32")

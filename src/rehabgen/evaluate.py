@@ -239,6 +239,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         tracking.check(log_with)  # before the work, not after it
     if downstream_scores is not None and downstream_scores not in GEN_SCORES:
         raise ValueError(f"downstream_scores must be 'matched' or 'balanced', got {downstream_scores!r}")
+    if downstream_per_real < 1:  # before the work, not after it
+        raise ValueError(f"downstream_per_real must be >= 1, got {downstream_per_real}")
     t0 = time.time()
     run_dir, out = Path(run_dir), Path(out)
     model = load_model(run_dir, device, precision)

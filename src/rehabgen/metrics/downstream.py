@@ -206,8 +206,8 @@ def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, scor
         ug = (gen_sc - lo) / (hi - lo)  # the generated sequences' own labels
         gen_of = reps
     rng = np.random.default_rng(seed)
+    # xa[j * len(x) + i] is augmentation j of x[i]
     xa = np.concatenate([classic_augment(x, rng) for _ in range(n_gen_per_real)])
-    aug_of = np.tile(np.arange(len(train_ds)), n_gen_per_real)  # xa[i] augments x[aug_of[i]]
     results = {c: {"fold_test": [], "held_out_test": []} for c in conditions}
     fold_info = []
     it = enumerate(folds)
@@ -237,7 +237,8 @@ def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, scor
                 X, E, U = x[tr], ex[tr], u[tr]
             elif c == "real+augmented":
                 a_sel = np.concatenate([tr + j * len(train_ds) for j in range(n_gen_per_real)])
-                X, E, U = _half_real(x[tr], ex[tr], u[tr], xa[a_sel], ex[aug_of[a_sel]], u[aug_of[a_sel]], n_gen_per_real)
+                X, E, U = _half_real(x[tr], ex[tr], u[tr], xa[a_sel], np.tile(ex[tr], n_gen_per_real),
+                                     np.tile(u[tr], n_gen_per_real), n_gen_per_real)
             else:
                 g_sel = np.flatnonzero(np.isin(gen_of, tr))
                 if c == "tstr":
