@@ -167,7 +167,8 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
     summary = {c: {side: _aggregate(runs) for side, runs in v.items() if runs} for c, v in results.items()}
     return {"protocol": __doc__.strip(), "k": k, "score": score_name, "gen_scores": gen_scores,
             "assessor_seeds": assessor_seeds, "repeats": repeats, "n_gen_per_real": n_gen_per_real,
-            "score_range": [lo, hi], "exercises": list(ex_names), "input_length": EVAL_LENGTH, "folds": fold_info, "conditions": summary}
+            "score_range": [lo, hi], "exercises": list(ex_names), "input_length": EVAL_LENGTH, "folds": fold_info,
+            "conditions": summary}
 
 
 def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, score_name, progress, gen_scores,
