@@ -82,6 +82,13 @@ def test_table_gives_mean_and_std_over_seeds_beside_the_real_reference(bench):
     # diffusion: 14.5 / 17 - 1 = -14.7 %, Es1 15.5 < 18; gan: 17 / 16 - 1 = +6.25 %, Es1 18 > 17
     assert gain == ("| downstream: real+generated against real only (mean over runs) | – | "
                     "-14.7 %, better on 1 of 1 exercises | +6.2 %, better on 0 of 1 exercises |")
+    assert not any("real+windows" in line for line in md)  # a study without the control adds no row
+    ctl = {"diffusion": [_result(1.0, 2.0, {"real": 16.0, "real+generated": 14.0, "real+windows": 15.0}),
+                         _result(3.0, 4.0, {"real": 18.0, "real+generated": 15.0, "real+windows": 16.0})]}
+    md = bench.table(ctl).splitlines()
+    assert "| downstream TS RMSE, real+windows ↓ | – | 15.500 ± 0.500 |" in md  # per family: its own window
+    assert ("| downstream control: real+windows (the generator's training windows) against real only | – | "
+            "-8.8 %, better on 1 of 1 exercises |") in md
 
 
 def test_table_gives_the_rmse_parts_when_the_study_has_them(bench):

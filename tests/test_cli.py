@@ -127,7 +127,8 @@ def test_evaluate_and_compare(run_dir, data, tmp_path, monkeypatch):
         for side in ("generated", "real_reference"):
             assert len(m["metrics"][k][side]["runs"]) == 2, (k, side)
     assert m["evaluator"]["n"] == m["n_test_sequences"] > 0
-    assert set(m["downstream"]["conditions"]) == {"real", "real+generated", "real+augmented", "tstr", "exercise-mean"}
+    assert list(m["downstream"]["conditions"]) == ["real", "real+generated", "real+windows", "real+augmented", "tstr",
+                                                   "exercise-mean"]
     for f in m["downstream"]["folds"]:
         assert not set(f["train_subjects"]) & set(f["test_subjects"])
     report = (out / "report.md").read_text()

@@ -194,6 +194,82 @@ def test_downstream_per_real_widens_the_pool_and_keeps_half_real(split, monkeypa
         assessment_study(tr, te, gen, k=2, seed=0, steps=2, n_gen_per_real=0)
 
 
+def test_downstream_windows_control_trains_on_true_windows_and_changes_nothing_else(split, monkeypatch):
+    """windows=: a real+windows condition right after real+generated, whose assessor trains on the
+    fold's real sequences (first half) and their windows with the true labels (second half); the
+    other conditions' data, hence their results, are those of the study without it; a wrong
+    number of windows is refused."""
+    from rehabgen.metrics import downstream as D
+
+    tr, te = split
+    fits, calls = [], []
+    real_fit = D._train_assessor
+
+    def spy(x, ex, u, n_ex, steps, seed, device=None):
+        fits.append((x, u))
+        return real_fit(x, ex, u, n_ex, steps, seed, device)
+
+    def gen(exs, scores, seed):
+        return np.stack([tr.sequences[0].positions[:40]] * len(exs))
+
+    def windows(seed, copies):
+        calls.append((seed, copies))
+        return [s.positions[5:35] for _ in range(copies) for s in tr.sequences]
+
+    without = assessment_study(tr, te, gen, k=2, seed=0, steps=3)
+    monkeypatch.setattr(D, "_train_assessor", spy)
+    st = assessment_study(tr, te, gen, k=2, seed=0, steps=3, windows=windows)
+    assert list(st["conditions"]) == ["real", "real+generated", "real+windows", "real+augmented", "tstr",
+                                      "exercise-mean"]
+    assert calls == [(2, 1)]  # its own seed: the augmentations' stream is untouched
+    x, _, sc = eval_inputs(tr, "TS")
+    lo, hi = score_range("TS", sc)
+    xw = eval_inputs_from_positions(np.stack([s.positions[5:35] for s in tr.sequences]), tr.skeleton,
+                                    np.zeros(len(tr), int), sc)[0]
+    for f, fold in enumerate(st["folds"]):
+        (real, u_real), _, (mixed, u_mixed) = fits[5 * f: 5 * f + 3]
+        n = len(real)
+        sel = np.isin([s.subject for s in tr], fold["train_subjects"])
+        np.testing.assert_allclose(u_mixed, np.concatenate([u_real, u_real]))  # true labels
+        np.testing.assert_allclose(u_real, (sc[sel] - lo) / (hi - lo), rtol=1e-6)
+        np.testing.assert_array_equal(mixed[:n], real)
+        mean, std = x.reshape(-1, x.shape[-1]).mean(0), x.reshape(-1, x.shape[-1]).std(0) + 1e-3
+        np.testing.assert_allclose(mixed[n:], (xw[sel] - mean) / std, rtol=1e-4, atol=1e-4)
+    for c in without["conditions"]:
+        assert st["conditions"][c]["held_out_test"]["rmse"]["runs"] == \
+            pytest.approx(without["conditions"][c]["held_out_test"]["rmse"]["runs"])
+    only_real = assessment_study(tr, te, None, k=2, seed=0, steps=2, windows=windows)
+    assert list(only_real["conditions"]) == ["real", "real+windows", "real+augmented", "exercise-mean"]
+    with pytest.raises(ValueError, match="windows gave 1 sequences for 1 x"):
+        assessment_study(tr, te, None, k=2, seed=0, steps=2, windows=lambda seed, copies: windows(seed, 1)[:1])
+
+
+def test_training_windows_are_the_models_own_frames_in_metres(tiny_run):
+    """`training_windows`: one `length`-frame window per sequence per round, cut from the model's
+    preprocessing of the recording (its frame rate, gaps filled), in metres; the same for a seed,
+    different between seeds and rounds."""
+    from rehabgen.evaluate import training_windows
+    from rehabgen.preprocess import preprocess_dataset
+    from rehabgen.runs import load_model
+
+    root, ds = tiny_run
+    model = load_model(root / "run", "cpu", "fp32")
+    pre, tfs = preprocess_dataset(ds, replace(model.spec.preprocess, max_gap=10 ** 6))
+    draw = training_windows(model, ds, 12)
+    a, b, c = draw(0, 2), draw(0, 2), draw(1, 2)
+    assert len(a) == 2 * len(ds) and all(w.shape == (12, 25, 3) for w in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+    assert any(not np.array_equal(x, y) for x, y in zip(a[:len(ds)], a[len(ds):]))
+    for i in (0, len(ds) - 1, len(ds)):  # round 1 is the same sequences again, at j * n + i
+        seq, tf = pre.sequences[i % len(ds)], tfs[i % len(ds)]
+        view = tf.invert(seq.positions.astype(np.float64))  # (T, J, 3) metres at the model's rate
+        assert seq.n_frames > 12
+        starts = [k for k in range(seq.n_frames - 11) if np.allclose(view[k:k + 12], a[i], atol=1e-4)]
+        assert starts, f"window {i} is not a stretch of its recording as the model saw it"
+        assert np.abs(a[i]).max() < 5  # metres, not standardised units
+
+
 def test_downstream_error_splits_into_bias_and_within_exercise_ranking():
     """Known answers: an assessor off by a constant per exercise has all its error in `bias` and
     ranks perfectly (r = 1); reversed ranks give r = -1; constant predictions have no r; and

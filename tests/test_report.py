@@ -64,6 +64,10 @@ def test_downstream_table_marks_the_best_per_column(tmp_path):
     assert ("mean ± std over folds × 3 assessor initialisations × 2 study seeds (other folds and generated data), "
             "best per column") in pooled
     assert "per real one" not in md and "per real one" not in pooled
+    assert "control for real+generated" not in md
+    ctl = {**study, "conditions": {**study["conditions"], "real+windows": study["conditions"]["real+augmented"]}}
+    assert "real+windows is the control for real+generated: each real training sequence cut as the generator saw it" \
+        in "\n".join(downstream_section(ctl, tmp_path))
     wide = "\n".join(downstream_section({**study, "n_gen_per_real": 3}, tmp_path))
     assert ("3 generated (and 3 augmented) sequences per real one, each real sequence counted 3 times: half of "
             "what every mixed assessor trains on is real") in wide

@@ -17,7 +17,8 @@ Protocol (one sample set S compared with the real training set, as in the IRIMAS
 - Sequences keep their own lengths: evaluator inputs are resampled from each sequence's own
   frames and kinematic/bone metrics skip the frames that only pad a set to one array.
 - Downstream utility: `metrics.downstream.assessment_study` (subject-wise CV over the training
-  subjects; the honest numbers are on the test subjects, which the generator never saw).
+  subjects; the honest numbers are on the test subjects, which the generator never saw), with
+  the generator's own training windows as the control for its generated data (`training_windows`).
 - Metrics are the entries of `rehabgen.metrics.registry`.
 """
 
@@ -68,6 +69,27 @@ def model_space_real(model, ds: Dataset) -> list[np.ndarray]:
         p = np.where(ok[..., None], p, 0.0)
         seqs.append(tf.invert(p).astype(np.float32))
     return seqs
+
+
+def training_windows(model, ds: Dataset, length: int):
+    """`windows(seed, copies)` for the downstream study's real+windows control: each sequence of
+    `ds` the way the model saw it in training (its preprocessing and frame rate, every gap filled),
+    cut to a random `length`-frame window, back in metres; `copies` rounds of one window per
+    sequence, round j at j * len(ds) + i."""
+    pre, tfs = preprocess_dataset(ds, replace(model.spec.preprocess, max_gap=10 ** 6))
+
+    def windows(seed: int, copies: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(copies):
+            for s, tf in zip(pre.sequences, tfs):
+                a = int(rng.integers(0, max(s.n_frames - length, 0) + 1))
+                p = s.positions[a:a + length].astype(np.float64)
+                p = np.where(np.isfinite(p).all(-1)[..., None], p, 0.0)
+                out.append(tf.invert(p).astype(np.float32))
+        return out
+
+    return windows
 
 
 def sampler_options(model, steps: int | None = None, sampler: SamplerOptions | None = None) -> SamplerOptions | None:
@@ -324,6 +346,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path, n: int 
         study = assessment_study(train_ds, test_ds, gen_fn, k=folds, seed=seed, score_name=score_name, device=device,
                                  progress=progress, gen_scores=study_scores, assessor_seeds=downstream_seeds,
                                  repeats=downstream_repeats, n_gen_per_real=downstream_per_real,
+                                 windows=training_windows(model, train_ds, L),
                                  **({"steps": downstream_steps} if downstream_steps else {}))
         study["sampler"] = None if ds_options is None else ds_options.given()
 

@@ -313,6 +313,11 @@ def downstream_section(study: dict, out: Path) -> list[str]:
         md += [f"Generated data: conditioned on {score} values drawn uniformly over each exercise's training range "
                "(balanced scores: the model family's default or `--downstream-scores balanced`), labelled with "
                "them.", ""]
+    if "real+windows" in study["conditions"]:
+        md += ["real+windows is the control for real+generated: each real training sequence cut as the generator "
+               "saw it in training (its preprocessing and frame rate, a random window as long as the generated "
+               "sequences), labelled with its true score. real+generated beats it only if the generated data add "
+               "something beyond the generator's own training material.", ""]
     per = study.get("n_gen_per_real", 1)
     if per > 1:
         md += [f"{per} generated (and {per} augmented) sequences per real one, each real sequence counted {per} "

@@ -5,6 +5,10 @@ fresh assessment network (FCN with two heads: clinical score and exercise) is tr
 fold's training subjects under four conditions:
   real             real sequences only;
   real+generated   plus one generated sequence per real one, conditioned on its exercise and score;
+  real+windows     (when the caller gives the generator's training windows) plus one window per
+                   real one: the same recording cut as the generator saw it in training, labelled
+                   with its true score. The control for real+generated: what the generated data
+                   add beyond the generator's own training material (on KIMORE, most of it);
   real+augmented   plus one classic augmentation per real one (jitter, time-warp, scaling);
                    (`n_gen_per_real` n: n of either per real one, each real one counted n times,
                    so half the mix stays real; on KIMORE 3 gave no gain over 1: see the README)
@@ -35,8 +39,10 @@ from rehabgen.config import GEN_SCORES
 from rehabgen.data.dataset import DataError, Dataset, score_range
 from rehabgen.data.splits import subject_kfold
 from rehabgen.metrics.evaluator import EVAL_LENGTH, eval_inputs, eval_inputs_from_positions, train_fcn
+from rehabgen.samples import pad_sequences
 
 CONDITIONS = ("real", "real+generated", "real+augmented", "tstr", "exercise-mean")
+WINDOWS = "real+windows"  # the control, after real+generated when the caller gives `windows`
 BASELINE = "exercise-mean"
 
 
@@ -136,9 +142,12 @@ def _aggregate(runs: list[dict]) -> dict:
 
 def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int = 3, seed: int = 0,
                      n_gen_per_real: int = 1, steps: int = 300, score_name: str = "TS", progress: bool = False,
-                     gen_scores: str = "matched", device=None, assessor_seeds: int = 1, repeats: int = 1) -> dict:
+                     gen_scores: str = "matched", device=None, assessor_seeds: int = 1, repeats: int = 1,
+                     windows=None) -> dict:
     """Run the protocol above. `generate(exercises: list[str], scores: ndarray, seed) -> (n, T, J, 3)`
-    metres; None skips the conditions that need it. `gen_scores`: "matched" conditions each
+    metres; None skips the conditions that need it. `windows(seed, copies) -> list of (T_i, J, 3)`
+    metres: `copies` windows of every training sequence, copy j of sequence i at j * n + i (the
+    real+windows control; None skips it). `gen_scores`: "matched" conditions each
     generated sequence on its real sequence's score; "balanced" on a score drawn uniformly over
     that exercise's training range (more samples where real scores are rare), labelled with it.
     `assessor_seeds`: networks trained per fold and condition from different initialisations, each
@@ -160,7 +169,7 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
         res, info, (lo, hi), ex_names = _one_study(
             train_ds, test_ds, generate, k, seed + r, n_gen_per_real, steps, score_name,
             progress and ("downstream study" + (f" {r + 1}/{repeats}" if repeats > 1 else "")), gen_scores,
-            device, assessor_seeds)
+            device, assessor_seeds, windows)
         results = res if results is None else {c: {side: results[c][side] + runs for side, runs in v.items()}
                                                for c, v in res.items()}
         fold_info += [{**f, "study_seed": seed + r} for f in info] if repeats > 1 else info
@@ -172,7 +181,7 @@ def assessment_study(train_ds: Dataset, test_ds: Dataset, generate=None, k: int 
 
 
 def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, score_name, progress, gen_scores,
-               device, assessor_seeds):
+               device, assessor_seeds, windows=None):
     """One study seed: (per condition and side the list of per-fold scores, the folds' subject
     lists, the score range, the exercise names). `progress`: the progress bar's label, or False."""
     folds = subject_kfold(train_ds, k=k, seed=seed)
@@ -206,6 +215,15 @@ def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, scor
         xg = eval_inputs_from_positions(pos, train_ds.skeleton, ex[reps], gen_sc)[0]
         ug = (gen_sc - lo) / (hi - lo)  # the generated sequences' own labels
         gen_of = reps
+    xw = None
+    if windows is not None:  # its own generator: the other conditions' data stay as without it
+        conditions.insert(conditions.index("real+generated") + 1 if generate is not None else 1, WINDOWS)
+        cut = windows(seed + 2, n_gen_per_real)
+        if len(cut) != n_gen_per_real * len(train_ds):
+            raise ValueError(f"windows gave {len(cut)} sequences for {n_gen_per_real} x {len(train_ds)}")
+        lengths = np.array([len(w) for w in cut])
+        xw = eval_inputs_from_positions(pad_sequences(cut), train_ds.skeleton, np.tile(ex, n_gen_per_real),
+                                        np.tile(sc, n_gen_per_real), lengths=lengths)[0]
     rng = np.random.default_rng(seed)
     # xa[j * len(x) + i] is augmentation j of x[i]
     xa = np.concatenate([classic_augment(x, rng) for _ in range(n_gen_per_real)])
@@ -236,10 +254,10 @@ def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, scor
                 continue
             if c == "real":
                 X, E, U = x[tr], ex[tr], u[tr]
-            elif c == "real+augmented":
+            elif c in ("real+augmented", WINDOWS):
                 a_sel = np.concatenate([tr + j * len(train_ds) for j in range(n_gen_per_real)])
-                X, E, U = _half_real(x[tr], ex[tr], u[tr], xa[a_sel], np.tile(ex[tr], n_gen_per_real),
-                                     np.tile(u[tr], n_gen_per_real), n_gen_per_real)
+                X, E, U = _half_real(x[tr], ex[tr], u[tr], (xa if c == "real+augmented" else xw)[a_sel],
+                                     np.tile(ex[tr], n_gen_per_real), np.tile(u[tr], n_gen_per_real), n_gen_per_real)
             else:
                 g_sel = np.flatnonzero(np.isin(gen_of, tr))
                 if c == "tstr":
