@@ -221,7 +221,8 @@ def _one_study(train_ds, test_ds, generate, k, seed, n_gen_per_real, steps, scor
         conditions.insert(conditions.index("real+generated") + 1 if generate is not None else 1, WINDOWS)
         cut = windows(seed + 2, n_gen_per_real)
         if len(cut) != n_gen_per_real * len(train_ds):
-            raise ValueError(f"windows gave {len(cut)} sequences for {n_gen_per_real} x {len(train_ds)}")
+            raise ValueError(f"windows(seed, {n_gen_per_real}) gave {len(cut)} sequences, expected "
+                             f"{n_gen_per_real} x {len(train_ds)} (one per training sequence per copy)")
         lengths = np.array([len(w) for w in cut])
         xw = eval_inputs_from_positions(pad_sequences(cut), train_ds.skeleton, np.tile(ex, n_gen_per_real),
                                         np.tile(sc, n_gen_per_real), lengths=lengths)[0]
