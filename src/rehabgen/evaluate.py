@@ -57,36 +57,37 @@ def cache_dir() -> Path:
     return Path(os.environ.get("REHABGEN_CACHE", Path.home() / ".cache" / "rehabgen"))
 
 
+def _model_view(model, ds: Dataset) -> list[tuple[np.ndarray, object]]:
+    """Each sequence through the model's preprocessing, but with every gap filled (a reference
+    must not contain holes; joints never seen sit at the root): (positions (T, J, 3) in the
+    model's normalised frame, float64; the transform back to metres)."""
+    pre, tfs = preprocess_dataset(ds, replace(model.spec.preprocess, max_gap=10 ** 6))
+    out = []
+    for s, tf in zip(pre.sequences, tfs):
+        p = s.positions.astype(np.float64)
+        out.append((np.where(np.isfinite(p).all(-1)[..., None], p, 0.0), tf))
+    return out
+
+
 def model_space_real(model, ds: Dataset) -> list[np.ndarray]:
     """Real sequences the way the model saw them (its preprocessing, its frame rate, at most
     max_len frames), back in metres: a list of (T_i, J, 3), for kinematic comparisons."""
-    # the model's preprocessing, but every gap filled: the reference must not contain holes
-    pre, tfs = preprocess_dataset(ds, replace(model.spec.preprocess, max_gap=10 ** 6))
-    seqs = []
-    for s, tf in zip(pre.sequences, tfs):
-        p = s.positions[: model.spec.max_len].astype(np.float64)
-        ok = np.isfinite(p).all(-1)
-        p = np.where(ok[..., None], p, 0.0)
-        seqs.append(tf.invert(p).astype(np.float32))
-    return seqs
+    return [tf.invert(p[: model.spec.max_len]).astype(np.float32) for p, tf in _model_view(model, ds)]
 
 
 def training_windows(model, ds: Dataset, length: int):
     """`windows(seed, copies)` for the downstream study's real+windows control: each sequence of
-    `ds` the way the model saw it in training (its preprocessing and frame rate, every gap filled),
-    cut to a random `length`-frame window, back in metres; `copies` rounds of one window per
-    sequence, round j at j * len(ds) + i."""
-    pre, tfs = preprocess_dataset(ds, replace(model.spec.preprocess, max_gap=10 ** 6))
+    `ds` the way the model saw it in training (`_model_view`), cut to a random `length`-frame
+    window, back in metres; `copies` rounds of one window per sequence, round j at j * len(ds) + i."""
+    view = _model_view(model, ds)
 
     def windows(seed: int, copies: int) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
         out = []
         for _ in range(copies):
-            for s, tf in zip(pre.sequences, tfs):
-                a = int(rng.integers(0, max(s.n_frames - length, 0) + 1))
-                p = s.positions[a:a + length].astype(np.float64)
-                p = np.where(np.isfinite(p).all(-1)[..., None], p, 0.0)
-                out.append(tf.invert(p).astype(np.float32))
+            for p, tf in view:
+                a = int(rng.integers(0, max(len(p) - length, 0) + 1))
+                out.append(tf.invert(p[a:a + length]).astype(np.float32))
         return out
 
     return windows
